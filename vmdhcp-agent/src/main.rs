@@ -1,0 +1,3 @@
+//! `vmdhcp-agent` binary.
+
+fn main() {}

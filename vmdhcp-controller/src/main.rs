@@ -1,0 +1,3 @@
+//! `vmdhcp-controller` binary.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! `vmdhcp-webhook` binary.
+
+fn main() {}
