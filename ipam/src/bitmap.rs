@@ -114,7 +114,10 @@ impl Bitmap {
             .as_raw_slice()
             .iter()
             .enumerate()
-            .flat_map(|(w, &word)| SetBits { word, base: w * WORD })
+            .flat_map(|(w, &word)| SetBits {
+                word,
+                base: w * WORD,
+            })
             .take_while(move |&i| i < len)
     }
 
@@ -219,7 +222,10 @@ mod tests {
         m.clear(5);
         assert_eq!(m.first_free_from(0), Some(5));
         assert_eq!(m.first_free_from(6), Some(len - 1));
-        assert_eq!(m.free_runs().collect::<Vec<_>>(), vec![(5, 5), (len - 1, len - 1)]);
+        assert_eq!(
+            m.free_runs().collect::<Vec<_>>(),
+            vec![(5, 5), (len - 1, len - 1)]
+        );
     }
 
     #[test]
@@ -237,10 +243,10 @@ mod tests {
         for i in [0, 1, 64, 65, 66, 129] {
             m.set(i);
         }
+        assert_eq!(m.free_runs().collect::<Vec<_>>(), vec![(2, 63), (67, 128)]);
         assert_eq!(
-            m.free_runs().collect::<Vec<_>>(),
-            vec![(2, 63), (67, 128)]
+            m.iter_set().collect::<Vec<_>>(),
+            vec![0, 1, 64, 65, 66, 129]
         );
-        assert_eq!(m.iter_set().collect::<Vec<_>>(), vec![0, 1, 64, 65, 66, 129]);
     }
 }

@@ -566,10 +566,13 @@ impl Pool {
     fn allocated_u32(&self) -> impl Iterator<Item = u32> + '_ {
         // Taken slots minus reservations: both ascending, so a merge walk is O(n + r).
         let mut reserved = self.reserved.range(self.start..=self.end).peekable();
-        self.taken.iter_set().map(|s| self.addr(s)).filter(move |ip| {
-            while reserved.next_if(|&&r| r < *ip).is_some() {}
-            reserved.next_if(|&&r| r == *ip).is_none()
-        })
+        self.taken
+            .iter_set()
+            .map(|s| self.addr(s))
+            .filter(move |ip| {
+                while reserved.next_if(|&&r| r < *ip).is_some() {}
+                reserved.next_if(|&&r| r == *ip).is_none()
+            })
     }
 
     /// Every reservation, in the range or not, ascending.

@@ -77,6 +77,10 @@ mod tests {
             r#"{"network":"10.0.0.0/28","start":"10.0.0.1","end":"10.0.0.14","allocated":["10.0.0.99"]}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("10.0.0.99 is outside network 10.0.0.0/28"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("10.0.0.99 is outside network 10.0.0.0/28"),
+            "{err}"
+        );
     }
 }
