@@ -1,13 +1,14 @@
-//! A fixed-size bitmap with a one-bit-per-word summary, so searches skip full words.
+//! A fixed-size bitmap with summary levels, so searches skip full words at every scale.
 //!
-//! Bit `i` set means "slot `i` is taken". The bitmap is padded to whole 64-bit words and the
-//! padding bits are kept set, so a search never has to special-case the tail. The summary holds
-//! one bit per word, set when that word is completely full; a search for a free slot scans the
-//! summary (one bit per 64 slots) and then a single word, which keeps allocation cheap on a nearly
-//! full /8 (4,096 summary words instead of 262,144 data words).
+//! Bit `i` set means "slot `i` is taken". Each level is padded to whole 64-bit words and the
+//! padding bits are kept set, so a search never special-cases a tail. Above the data level,
+//! level `k + 1` holds one bit per word of level `k`, set when that word is full; the top level
+//! is a single word. Finding a free slot walks up until a level has a non-full word after the
+//! start point, then straight down: at most two word reads per level, four levels for a /8,
+//! whatever the fill pattern.
 //!
-//! Memory: `n / 8` bytes for the data plus `n / 512` for the summary, 1.6 % over the
-//! one-bit-per-address limit.
+//! Memory: `n / 8` bytes for the data plus 1/64 of that for each summary level, about 1.6 %
+//! over the one-bit-per-address limit.
 
 use bitvec::prelude::{BitVec, Lsb0};
 
@@ -17,55 +18,77 @@ const WORD: usize = u64::BITS as usize;
 pub(crate) struct Bitmap {
     /// Number of real slots; bits at `len..` are padding and always set.
     len: usize,
-    bits: BitVec<u64, Lsb0>,
-    /// Bit `w` set when `bits` word `w` is `u64::MAX`.
-    full: BitVec<u64, Lsb0>,
+    /// `levels[0]` is the data; `levels[k + 1]` bit `w` is set when `levels[k]` word `w` is
+    /// `u64::MAX`. The last level has exactly one word.
+    levels: Vec<BitVec<u64, Lsb0>>,
+}
+
+/// A level of `bits` real bits, padded with set bits to whole words.
+fn padded(bits: usize) -> BitVec<u64, Lsb0> {
+    let words = bits.div_ceil(WORD).max(1);
+    let mut v = BitVec::repeat(false, words * WORD);
+    v[bits..].fill(true);
+    v
+}
+
+fn words(level: &BitVec<u64, Lsb0>) -> &[u64] {
+    level.as_raw_slice()
 }
 
 impl Bitmap {
     /// A bitmap of `len` free slots.
     pub(crate) fn new(len: usize) -> Self {
-        let words = len.div_ceil(WORD).max(1);
-        let mut bits = BitVec::repeat(false, words * WORD);
-        bits[len..].fill(true);
-        let mut full = BitVec::repeat(false, words.div_ceil(WORD) * WORD);
-        // Summary padding: words that do not exist count as full.
-        full[words..].fill(true);
-        let mut map = Self { len, bits, full };
-        for w in 0..words {
-            map.refresh_summary(w);
+        let mut levels = vec![padded(len)];
+        while words(levels.last().expect("at least the data level")).len() > 1 {
+            let below = levels.last().expect("at least the data level");
+            let mut level = padded(words(below).len());
+            for (w, &word) in words(below).iter().enumerate() {
+                level.set(w, word == u64::MAX);
+            }
+            levels.push(level);
         }
-        map
+        Self { len, levels }
     }
 
     pub(crate) fn get(&self, i: usize) -> bool {
         debug_assert!(i < self.len);
-        self.bits[i]
+        self.levels[0][i]
     }
 
     /// Sets slot `i`; returns whether it was free before.
     pub(crate) fn set(&mut self, i: usize) -> bool {
         debug_assert!(i < self.len);
-        let was = self.bits.replace(i, true);
-        if !was {
-            self.refresh_summary(i / WORD);
+        if self.levels[0].replace(i, true) {
+            return false;
         }
-        !was
+        // Propagate "this word is now full" upwards as far as it goes.
+        let mut bit = i;
+        for k in 0..self.levels.len() - 1 {
+            let w = bit / WORD;
+            if words(&self.levels[k])[w] != u64::MAX {
+                break;
+            }
+            self.levels[k + 1].set(w, true);
+            bit = w;
+        }
+        true
     }
 
     /// Clears slot `i`; returns whether it was taken before.
     pub(crate) fn clear(&mut self, i: usize) -> bool {
         debug_assert!(i < self.len);
-        let was = self.bits.replace(i, false);
-        if was {
-            self.full.set(i / WORD, false);
+        if !self.levels[0].replace(i, false) {
+            return false;
         }
-        was
-    }
-
-    fn refresh_summary(&mut self, w: usize) {
-        let is_full = self.bits.as_raw_slice()[w] == u64::MAX;
-        self.full.set(w, is_full);
+        // The word holding `i` is no longer full, nor is any summary word above it.
+        let mut bit = i;
+        for k in 1..self.levels.len() {
+            bit /= WORD;
+            if !self.levels[k].replace(bit, false) {
+                break;
+            }
+        }
+        true
     }
 
     /// The lowest free slot at or after `from`, if any (no wrap-around).
@@ -73,45 +96,28 @@ impl Bitmap {
         if from >= self.len {
             return None;
         }
-        let words = self.bits.as_raw_slice();
-        let w0 = from / WORD;
-        // Partial first word: pretend the bits below `from` are taken.
-        let below = (1u64 << (from % WORD)) - 1;
-        let first = words[w0] | below;
-        if first != u64::MAX {
-            return self.in_range(w0 * WORD + first.trailing_ones() as usize);
-        }
-        let w = self.first_non_full_word_from(w0 + 1)?;
-        self.in_range(w * WORD + words[w].trailing_ones() as usize)
+        self.first_zero(0, from).filter(|&i| i < self.len)
     }
 
-    fn in_range(&self, i: usize) -> Option<usize> {
-        (i < self.len).then_some(i)
-    }
-
-    /// Index of the first data word at or after `w` that has a free bit.
-    fn first_non_full_word_from(&self, w: usize) -> Option<usize> {
-        let summary = self.full.as_raw_slice();
-        let mut s = w / WORD;
-        if s >= summary.len() {
-            return None;
+    /// The first clear bit at or after `from` in level `k`.
+    fn first_zero(&self, k: usize, from: usize) -> Option<usize> {
+        let level = words(&self.levels[k]);
+        let w = from / WORD;
+        let word = *level.get(w)? | ((1u64 << (from % WORD)) - 1);
+        if word != u64::MAX {
+            return Some(w * WORD + word.trailing_ones() as usize);
         }
-        let below = (1u64 << (w % WORD)) - 1;
-        let mut word = summary[s] | below;
-        loop {
-            if word != u64::MAX {
-                return Some(s * WORD + word.trailing_ones() as usize);
-            }
-            s += 1;
-            word = *summary.get(s)?;
+        if k + 1 == self.levels.len() {
+            return None; // the top level is one word
         }
+        let next = self.first_zero(k + 1, w + 1)?;
+        Some(next * WORD + level[next].trailing_ones() as usize)
     }
 
     /// Set slots in ascending order.
     pub(crate) fn iter_set(&self) -> impl Iterator<Item = usize> + '_ {
         let len = self.len;
-        self.bits
-            .as_raw_slice()
+        words(&self.levels[0])
             .iter()
             .enumerate()
             .flat_map(|(w, &word)| SetBits {
@@ -128,15 +134,15 @@ impl Bitmap {
 
     /// The first taken slot at or after `from`, or `len`.
     fn first_set_from(&self, from: usize) -> usize {
-        let words = self.bits.as_raw_slice();
+        let data = words(&self.levels[0]);
         let mut w = from / WORD;
-        let mut word = words[w] & !((1u64 << (from % WORD)) - 1);
+        let mut word = data[w] & !((1u64 << (from % WORD)) - 1);
         loop {
             if word != 0 {
                 return (w * WORD + word.trailing_zeros() as usize).min(self.len);
             }
             w += 1;
-            match words.get(w) {
+            match data.get(w) {
                 Some(&next) => word = next,
                 None => return self.len,
             }
@@ -145,7 +151,8 @@ impl Bitmap {
 
     /// Heap bytes held by the bitmap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        (self.bits.capacity() + self.full.capacity()) / 8
+        self.levels.iter().map(BitVec::capacity).sum::<usize>() / 8
+            + self.levels.capacity() * std::mem::size_of::<BitVec<u64, Lsb0>>()
     }
 }
 
@@ -211,8 +218,8 @@ mod tests {
     }
 
     #[test]
-    fn summary_tracks_full_words_across_summary_boundaries() {
-        // 64 * 64 + 1 words worth of slots: the summary spans two words.
+    fn summaries_track_full_words_across_levels() {
+        // Three levels: the first summary spans more than one word.
         let len = WORD * WORD + 10;
         let mut m = Bitmap::new(len);
         for i in 0..len - 1 {
@@ -226,6 +233,42 @@ mod tests {
             m.free_runs().collect::<Vec<_>>(),
             vec![(5, 5), (len - 1, len - 1)]
         );
+    }
+
+    /// Every summary bit must say exactly whether the word below it is full.
+    fn assert_consistent(m: &Bitmap) {
+        for k in 0..m.levels.len() - 1 {
+            for (w, &word) in words(&m.levels[k]).iter().enumerate() {
+                assert_eq!(
+                    m.levels[k + 1][w],
+                    word == u64::MAX,
+                    "level {} word {w}",
+                    k + 1
+                );
+            }
+        }
+        assert_eq!(words(m.levels.last().unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn four_levels_find_a_single_hole_anywhere() {
+        let len = WORD * WORD * WORD + 5; // data, three summaries
+        let mut m = Bitmap::new(len);
+        assert_eq!(m.levels.len(), 4);
+        for i in 0..len {
+            m.set(i);
+        }
+        assert_consistent(&m);
+        assert_eq!(m.first_free_from(0), None);
+        for hole in [0, 63, 64, 4095, 4096, 262_143, len - 1, 100_000] {
+            assert!(m.clear(hole));
+            assert_consistent(&m);
+            assert_eq!(m.first_free_from(0), Some(hole), "hole {hole}");
+            assert_eq!(m.first_free_from(hole), Some(hole));
+            assert_eq!(m.first_free_from(hole + 1), None);
+            assert!(m.set(hole));
+            assert_consistent(&m);
+        }
     }
 
     #[test]
