@@ -1,0 +1,254 @@
+//! Property tests: the engine never panics, and every reply it builds decodes again and
+//! satisfies the reply invariants of spec/dhcp.md §8.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::testutil::{self, MAC_A, MAC_B, Packet, SERVER};
+use crate::{DynamicPool, MacAddr, Route, StaticLeases};
+
+/// Every option instance of an encoded reply's options field, in order.
+fn instances(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 240;
+    while i < bytes.len() {
+        match bytes[i] {
+            0 => i += 1,
+            255 => break,
+            c => {
+                let len = usize::from(bytes[i + 1]);
+                out.push((c, bytes[i + 2..i + 2 + len].to_vec()));
+                i += 2 + len;
+            }
+        }
+    }
+    out
+}
+
+fn concat(instances: &[(u8, Vec<u8>)], code: u8) -> Option<Vec<u8>> {
+    let parts: Vec<&Vec<u8>> = instances
+        .iter()
+        .filter(|(c, _)| *c == code)
+        .map(|(_, v)| v)
+        .collect();
+    (!parts.is_empty()).then(|| parts.into_iter().flatten().copied().collect())
+}
+
+/// Checks one reply against its request; returns a description of the first violation.
+fn check(req: &Request<'_>, reply: &Reply<'_>, wire: &[u8]) -> Result<(), String> {
+    let msg = testutil::decode(wire);
+    let opts = instances(wire);
+    let codes: Vec<u8> = opts.iter().map(|(c, _)| *c).collect();
+    let fail = |what: &str| Err(format!("{what}: codes {codes:?}"));
+    if wire.len() < 300 {
+        return fail("shorter than 300 bytes");
+    }
+    let limit = usize::from(req.max_message_size().unwrap_or(576)).clamp(576, 1500) - 28;
+    if wire.len() > limit {
+        return fail("longer than the client accepts");
+    }
+    if wire[0] != 2 || wire[3] != 0 || wire[4..8] != req.as_bytes()[4..8] {
+        return fail("op, hops or xid wrong");
+    }
+    if wire[24..44] != req.as_bytes()[24..44] {
+        return fail("giaddr or chaddr not copied");
+    }
+    if msg.opts().msg_type().is_none() || codes.first() != Some(&53) || codes.get(1) != Some(&54) {
+        return fail("53 and 54 must come first");
+    }
+    if concat(&opts, 54) != Some(SERVER.octets().to_vec()) {
+        return fail("54 is not the server id");
+    }
+    if let Some(bad) = codes.iter().find(|c| matches!(c, 50 | 52 | 55 | 57)) {
+        return fail(&format!("option {bad} in a reply"));
+    }
+    if opts.iter().any(|(_, v)| v.is_empty()) {
+        return fail("zero-length option");
+    }
+    if let Some(id) = req.client_id().filter(|v| !v.is_empty())
+        && concat(&opts, 61).as_deref() != Some(id)
+    {
+        return fail("61 not echoed");
+    }
+    if let Some(info) = req.relay_agent_info().filter(|v| !v.is_empty()) {
+        if concat(&opts, 82).as_deref() != Some(info) {
+            return fail("82 not echoed");
+        }
+        if codes.last() != Some(&82) {
+            return fail("82 not last");
+        }
+    }
+    let yiaddr = Ipv4Addr::from(<[u8; 4]>::try_from(&wire[16..20]).unwrap());
+    match reply.message_type() {
+        MessageType::Nak => {
+            if codes.iter().any(|c| !matches!(c, 53 | 54 | 56 | 61 | 82)) {
+                return fail("NAK with other options");
+            }
+            if !yiaddr.is_unspecified() {
+                return fail("NAK with yiaddr");
+            }
+        }
+        MessageType::Ack if req.message_type() == Some(MessageType::Request) => {
+            if yiaddr.is_unspecified() {
+                return fail("ACK with yiaddr 0 to a REQUEST");
+            }
+            if !codes.contains(&51) {
+                return fail("ACK without lease time");
+            }
+        }
+        MessageType::Ack => {
+            if !yiaddr.is_unspecified() || codes.contains(&51) {
+                return fail("INFORM ACK with yiaddr or lease time");
+            }
+        }
+        MessageType::Offer => {
+            if !codes.contains(&51) || wire[12..16] != [0; 4] {
+                return fail("OFFER without 51 or with ciaddr");
+            }
+        }
+        t => return fail(&format!("unexpected reply type {t:?}")),
+    }
+    let giaddr = req.giaddr();
+    match reply.target() {
+        Target::Relay(a) if a == giaddr => {}
+        Target::Relay(_) => return fail("relay target is not giaddr"),
+        _ if !giaddr.is_unspecified() => return fail("relayed request not answered to the relay"),
+        Target::Unicast(_) if reply.message_type() == MessageType::Nak => {
+            return fail("unicast NAK");
+        }
+        Target::Unicast(a) if a != req.ciaddr() => return fail("unicast not to ciaddr"),
+        _ => {}
+    }
+    // Our own parser reads it back too.
+    Request::parse(wire).map_err(|e| format!("reply does not parse: {e}"))?;
+    Ok(())
+}
+
+fn config(routes: bool, big: bool) -> Config {
+    let mut b = testutil::config();
+    if routes {
+        b = b.classless_routes([Route::new("172.16.0.0/12".parse().unwrap(), SERVER)]);
+    }
+    if big {
+        b = b.dns((1..=60).map(|i| Ipv4Addr::new(10, 0, 3, i)));
+    }
+    b.build().unwrap()
+}
+
+fn drive(bytes: &[u8], ctx: &Context, config: &Config, now: Instant) -> Result<(), String> {
+    let Ok(req) = Request::parse(bytes) else {
+        return Ok(());
+    };
+    let pool = ipam::Pool::new(
+        "10.0.0.0/24".parse().unwrap(),
+        [10, 0, 0, 40].into(),
+        [10, 0, 0, 60].into(),
+    )
+    .unwrap();
+    let mut dynamic = DynamicPool::new(pool).with_offer_hold(Duration::from_secs(5));
+    let mut fixed: StaticLeases = [
+        (MacAddr::new(MAC_A), Lease::new(testutil::ADDR_A)),
+        (
+            MacAddr::new(MAC_B),
+            Lease::new([10, 0, 0, 51].into()).with_hostname("b"),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    for source in [&mut dynamic as &mut dyn LeaseSource, &mut fixed] {
+        let decision = decide(&req, ctx, config, source, now);
+        if let Some(reply) = decision.reply() {
+            match reply.to_vec() {
+                Ok(wire) => check(&req, reply, &wire)?,
+                Err(crate::EncodeError::TooLarge { needed, limit }) if needed > limit => {}
+                Err(e) => return Err(format!("encode failed: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn addr() -> impl Strategy<Value = Ipv4Addr> {
+    prop_oneof![
+        Just(Ipv4Addr::UNSPECIFIED),
+        Just(SERVER),
+        Just(testutil::ADDR_A),
+        Just(Ipv4Addr::new(10, 0, 0, 51)),
+        Just(Ipv4Addr::new(10, 0, 0, 45)),
+        Just(Ipv4Addr::new(10, 0, 0, 254)),
+        Just(Ipv4Addr::new(192, 168, 1, 1)),
+        any::<[u8; 4]>().prop_map(Ipv4Addr::from),
+    ]
+}
+
+fn option() -> impl Strategy<Value = (u8, Vec<u8>)> {
+    prop_oneof![
+        (addr(), prop_oneof![Just(50u8), Just(54)]).prop_map(|(a, c)| (c, a.octets().to_vec())),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| (55, v)),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| (61, v)),
+        proptest::collection::vec(any::<u8>(), 0..300).prop_map(|v| (82, v)),
+        any::<u16>().prop_map(|v| (57, v.to_be_bytes().to_vec())),
+        (0u8..5).prop_map(|v| (52, vec![v])),
+        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..20)),
+    ]
+}
+
+/// A request that is mostly well-formed, to reach every branch of the engine.
+fn request() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop_oneof![1u8..=8, any::<u8>()],
+        prop_oneof![Just(MAC_A), Just(MAC_B), any::<[u8; 6]>()],
+        (addr(), addr()),
+        (any::<bool>(), prop_oneof![Just(1u8), any::<u8>()]),
+        proptest::collection::vec(option(), 0..8),
+        proptest::collection::vec(any::<u8>(), 0..128),
+    )
+        .prop_map(|(t, mac, (ciaddr, giaddr), (flag, op), opts, file)| {
+            let mut p = Packet::new(t)
+                .mac(mac)
+                .ciaddr(ciaddr)
+                .giaddr(giaddr)
+                .op(op)
+                .file(&file);
+            if flag {
+                p = p.broadcast_flag();
+            }
+            for (code, value) in opts {
+                if value.len() <= 255 {
+                    p = p.opt(code, &value);
+                } else {
+                    p = p.opt(code, &value[..255]).opt(code, &value[255..]);
+                }
+            }
+            p.bytes()
+        })
+}
+
+fn context() -> impl Strategy<Value = Context> {
+    (addr(), addr())
+        .prop_map(|(src, dst)| Context::new(2, std::net::SocketAddrV4::new(src, 68), dst))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700), ctx in context()) {
+        drive(&bytes, &ctx, &config(false, false), Instant::now()).map_err(TestCaseError::fail)?;
+    }
+
+    #[test]
+    fn replies_satisfy_the_invariants(
+        bytes in request(),
+        ctx in context(),
+        routes in any::<bool>(),
+        big in any::<bool>(),
+        secs in 0u64..100,
+    ) {
+        let now = Instant::now() + Duration::from_secs(secs);
+        drive(&bytes, &ctx, &config(routes, big), now).map_err(TestCaseError::fail)?;
+    }
+}

@@ -1,0 +1,547 @@
+//! [`Request`]: a zero-copy view of a received BOOTP/DHCP message.
+//!
+//! We parse requests ourselves rather than with `dhcproto::v4::Message::decode` because the
+//! server needs three things that decoder does not give: option overload (option 52, options
+//! carried in `file`/`sname`), RFC 3396 concatenation of split options wherever they appear,
+//! and an error on a truncated option instead of silently keeping what came before it. It also
+//! avoids allocating per packet: values are slices of the receive buffer, and only a split
+//! option (rare) is copied.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use crate::hwaddr::{HwAddr, MacAddr};
+use crate::options::code;
+
+/// Size of the fixed BOOTP header, up to and excluding the magic cookie.
+pub(crate) const HEADER_LEN: usize = 236;
+/// The DHCP magic cookie (RFC 2131 §3).
+pub(crate) const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
+/// `op` of a message sent by a client.
+pub const BOOTREQUEST: u8 = 1;
+/// `op` of a message sent by a server.
+pub const BOOTREPLY: u8 = 2;
+
+const SNAME: std::ops::Range<usize> = 44..108;
+const FILE: std::ops::Range<usize> = 108..236;
+
+/// The DHCP message type (option 53).
+///
+/// ```
+/// use dhcp_server::MessageType;
+///
+/// assert_eq!(MessageType::from(3), MessageType::Request);
+/// assert_eq!(u8::from(MessageType::Inform), 8);
+/// assert_eq!(MessageType::from(13), MessageType::Other(13));
+/// assert_eq!(MessageType::Discover.name(), "discover");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    /// DHCPDISCOVER (1).
+    Discover,
+    /// DHCPOFFER (2).
+    Offer,
+    /// DHCPREQUEST (3).
+    Request,
+    /// DHCPDECLINE (4).
+    Decline,
+    /// DHCPACK (5).
+    Ack,
+    /// DHCPNAK (6).
+    Nak,
+    /// DHCPRELEASE (7).
+    Release,
+    /// DHCPINFORM (8).
+    Inform,
+    /// Any other value (FORCERENEW, LEASEQUERY, ...), which this server does not answer.
+    Other(u8),
+}
+
+impl MessageType {
+    /// Lower-case name without the `DHCP` prefix, as used in metric labels.
+    ///
+    /// ```
+    /// assert_eq!(dhcp_server::MessageType::Other(9).name(), "other");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Discover => "discover",
+            Self::Offer => "offer",
+            Self::Request => "request",
+            Self::Decline => "decline",
+            Self::Ack => "ack",
+            Self::Nak => "nak",
+            Self::Release => "release",
+            Self::Inform => "inform",
+            Self::Other(_) => "other",
+        }
+    }
+}
+
+impl From<u8> for MessageType {
+    fn from(v: u8) -> Self {
+        match v {
+            1 => Self::Discover,
+            2 => Self::Offer,
+            3 => Self::Request,
+            4 => Self::Decline,
+            5 => Self::Ack,
+            6 => Self::Nak,
+            7 => Self::Release,
+            8 => Self::Inform,
+            n => Self::Other(n),
+        }
+    }
+}
+
+impl From<MessageType> for u8 {
+    fn from(t: MessageType) -> u8 {
+        match t {
+            MessageType::Discover => 1,
+            MessageType::Offer => 2,
+            MessageType::Request => 3,
+            MessageType::Decline => 4,
+            MessageType::Ack => 5,
+            MessageType::Nak => 6,
+            MessageType::Release => 7,
+            MessageType::Inform => 8,
+            MessageType::Other(n) => n,
+        }
+    }
+}
+
+/// Which part of the message an option was found in.
+///
+/// ```
+/// assert_eq!(dhcp_server::Area::File.to_string(), "file");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Area {
+    /// The options field after the magic cookie.
+    Options,
+    /// The `file` header field, when option 52 says it holds options.
+    File,
+    /// The `sname` header field, when option 52 says it holds options.
+    Sname,
+}
+
+impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Options => "options",
+            Self::File => "file",
+            Self::Sname => "sname",
+        })
+    }
+}
+
+/// Why a datagram is not a usable DHCP message. Small and `Copy`: it is produced on the
+/// packet path for every garbage datagram and must not allocate.
+///
+/// ```
+/// use dhcp_server::{ParseError, Request};
+///
+/// assert_eq!(Request::parse(&[1, 2, 3]).unwrap_err(), ParseError::TooShort { len: 3 });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// Shorter than the 236-byte BOOTP header.
+    #[error("datagram of {len} bytes is shorter than a BOOTP header")]
+    TooShort {
+        /// Datagram length.
+        len: usize,
+    },
+    /// `hlen` larger than the 16-byte `chaddr` field.
+    #[error("hardware address length {hlen} exceeds 16")]
+    BadHardwareLength {
+        /// The `hlen` field.
+        hlen: u8,
+    },
+    /// An option's length runs past the end of its area.
+    #[error("option {code} is truncated in the {area} area")]
+    TruncatedOption {
+        /// The option code.
+        code: u8,
+        /// Where it was.
+        area: Area,
+    },
+    /// A fixed-size option (50, 51, 52, 53, 54, 57) with the wrong length.
+    #[error("option {code} has length {len}")]
+    BadOptionLength {
+        /// The option code.
+        code: u8,
+        /// Its (concatenated) length.
+        len: usize,
+    },
+    /// Option 52 with a value other than 1, 2 or 3.
+    #[error("option overload value {value} is not 1, 2 or 3")]
+    BadOverload {
+        /// The value.
+        value: u8,
+    },
+}
+
+/// The options the server looks at, gathered while scanning. Each value is the RFC 3396
+/// concatenation of every instance, in order options field, `file`, `sname`.
+#[derive(Default)]
+struct Gathered<'a> {
+    message_type: Option<Cow<'a, [u8]>>,
+    server_id: Option<Cow<'a, [u8]>>,
+    requested_addr: Option<Cow<'a, [u8]>>,
+    lease_time: Option<Cow<'a, [u8]>>,
+    max_size: Option<Cow<'a, [u8]>>,
+    prl: Option<Cow<'a, [u8]>>,
+    client_id: Option<Cow<'a, [u8]>>,
+    relay_info: Option<Cow<'a, [u8]>>,
+    hostname: Option<Cow<'a, [u8]>>,
+}
+
+impl<'a> Gathered<'a> {
+    fn slot(&mut self, code: u8) -> Option<&mut Option<Cow<'a, [u8]>>> {
+        Some(match code {
+            code::MESSAGE_TYPE => &mut self.message_type,
+            code::SERVER_ID => &mut self.server_id,
+            code::REQUESTED_ADDR => &mut self.requested_addr,
+            code::LEASE_TIME => &mut self.lease_time,
+            code::MAX_MESSAGE_SIZE => &mut self.max_size,
+            code::PARAMETER_REQUEST_LIST => &mut self.prl,
+            code::CLIENT_ID => &mut self.client_id,
+            code::RELAY_AGENT_INFO => &mut self.relay_info,
+            code::HOSTNAME => &mut self.hostname,
+            _ => return None,
+        })
+    }
+}
+
+fn append<'a>(slot: &mut Option<Cow<'a, [u8]>>, value: &'a [u8]) {
+    match slot {
+        None => *slot = Some(Cow::Borrowed(value)),
+        Some(v) => v.to_mut().extend_from_slice(value),
+    }
+}
+
+/// Calls `visit(code, value)` for every option of `area` up to End. Pad is skipped.
+fn scan<'a>(
+    bytes: &'a [u8],
+    area: Area,
+    mut visit: impl FnMut(u8, &'a [u8]),
+) -> Result<(), ParseError> {
+    let mut rest = bytes;
+    while let Some((&c, tail)) = rest.split_first() {
+        match c {
+            code::PAD => rest = tail,
+            code::END => break,
+            _ => {
+                let truncated = ParseError::TruncatedOption { code: c, area };
+                let (&len, tail) = tail.split_first().ok_or(truncated)?;
+                let len = usize::from(len);
+                if tail.len() < len {
+                    return Err(truncated);
+                }
+                let (value, tail) = tail.split_at(len);
+                visit(c, value);
+                rest = tail;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fixed<const N: usize>(code: u8, value: Option<&[u8]>) -> Result<Option<[u8; N]>, ParseError> {
+    value
+        .map(|v| {
+            <[u8; N]>::try_from(v).map_err(|_| ParseError::BadOptionLength { code, len: v.len() })
+        })
+        .transpose()
+}
+
+/// A received BOOTP/DHCP message, parsed without copying: header fields and the options the
+/// server uses, with option overload (52) and split options (RFC 3396) resolved.
+///
+/// ```
+/// use dhcp_server::{MessageType, Request};
+///
+/// // A minimal DISCOVER: BOOTP header, magic cookie, options 53 and 61, End.
+/// let mut bytes = vec![0u8; 236];
+/// bytes[0] = 1; // BOOTREQUEST
+/// bytes[1] = 1; // Ethernet
+/// bytes[2] = 6;
+/// bytes[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+/// bytes[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+/// bytes.extend([99, 130, 83, 99, 53, 1, 1, 61, 3, 1, 2, 3, 255]);
+///
+/// let req = Request::parse(&bytes)?;
+/// assert_eq!(req.message_type(), Some(MessageType::Discover));
+/// assert_eq!(req.xid(), 0x1234_5678);
+/// assert_eq!(req.mac().map(|m| m.to_string()).as_deref(), Some("02:00:00:00:00:01"));
+/// assert_eq!(req.client_id(), Some(&[1, 2, 3][..]));
+/// # Ok::<(), dhcp_server::ParseError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    bytes: &'a [u8],
+    message_type: Option<MessageType>,
+    server_id: Option<Ipv4Addr>,
+    requested_addr: Option<Ipv4Addr>,
+    lease_time: Option<u32>,
+    max_message_size: Option<u16>,
+    overload: u8,
+    prl: Option<Cow<'a, [u8]>>,
+    client_id: Option<Cow<'a, [u8]>>,
+    relay_info: Option<Cow<'a, [u8]>>,
+    hostname: Option<Cow<'a, [u8]>>,
+}
+
+impl<'a> Request<'a> {
+    /// Parses a datagram. Without the magic cookie the message parses as plain BOOTP: no
+    /// options, so no [`message_type`](Self::message_type).
+    ///
+    /// # Errors
+    /// [`ParseError`] when the header is short, `hlen` exceeds 16, an option runs past its
+    /// area, a fixed-size option has the wrong length, or option 52 is invalid.
+    ///
+    /// ```
+    /// use dhcp_server::{ParseError, Request};
+    ///
+    /// let mut bytes = vec![0u8; 236];
+    /// bytes[0] = 1;
+    /// bytes.extend([99, 130, 83, 99, 53, 4, 1]); // length 4, one byte left
+    /// assert!(matches!(Request::parse(&bytes), Err(ParseError::TruncatedOption { code: 53, .. })));
+    /// ```
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(ParseError::TooShort { len: bytes.len() });
+        }
+        let hlen = bytes[2];
+        if hlen > 16 {
+            return Err(ParseError::BadHardwareLength { hlen });
+        }
+        let mut g = Gathered::default();
+        let mut overload: Option<&[u8]> = None;
+        if let Some(options) = bytes
+            .get(HEADER_LEN..)
+            .and_then(|b| b.strip_prefix(&MAGIC_COOKIE[..]))
+        {
+            scan(options, Area::Options, |c, v| {
+                if c == code::OVERLOAD {
+                    overload.get_or_insert(v);
+                } else if let Some(slot) = g.slot(c) {
+                    append(slot, v);
+                }
+            })?;
+        }
+        let overload = match fixed::<1>(code::OVERLOAD, overload)? {
+            None => 0,
+            Some([v @ 1..=3]) => v,
+            Some([value]) => return Err(ParseError::BadOverload { value }),
+        };
+        // RFC 2131 §4.1: options field first, then `file`, then `sname`.
+        if overload & 1 != 0 {
+            scan(&bytes[FILE], Area::File, |c, v| {
+                if let Some(slot) = g.slot(c) {
+                    append(slot, v);
+                }
+            })?;
+        }
+        if overload & 2 != 0 {
+            scan(&bytes[SNAME], Area::Sname, |c, v| {
+                if let Some(slot) = g.slot(c) {
+                    append(slot, v);
+                }
+            })?;
+        }
+        Ok(Self {
+            bytes,
+            message_type: fixed::<1>(code::MESSAGE_TYPE, g.message_type.as_deref())?
+                .map(|[t]| MessageType::from(t)),
+            server_id: fixed::<4>(code::SERVER_ID, g.server_id.as_deref())?.map(Ipv4Addr::from),
+            requested_addr: fixed::<4>(code::REQUESTED_ADDR, g.requested_addr.as_deref())?
+                .map(Ipv4Addr::from),
+            lease_time: fixed::<4>(code::LEASE_TIME, g.lease_time.as_deref())?
+                .map(u32::from_be_bytes),
+            max_message_size: fixed::<2>(code::MAX_MESSAGE_SIZE, g.max_size.as_deref())?
+                .map(u16::from_be_bytes),
+            overload,
+            prl: g.prl,
+            client_id: g.client_id,
+            relay_info: g.relay_info,
+            hostname: g.hostname,
+        })
+    }
+
+    /// The datagram this request was parsed from.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1;
+    /// let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.as_bytes().len(), 236);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.bytes[at..at + 4]);
+        u32::from_be_bytes(b)
+    }
+
+    /// `op`: [`BOOTREQUEST`] from clients and relays.
+    pub fn op(&self) -> u8 {
+        self.bytes[0]
+    }
+    /// `htype`, the hardware address type (1 = Ethernet).
+    pub fn htype(&self) -> u8 {
+        self.bytes[1]
+    }
+    /// `hlen`, the hardware address length (at most 16, checked by [`parse`](Self::parse)).
+    pub fn hlen(&self) -> u8 {
+        self.bytes[2]
+    }
+    /// `hops`, incremented by relays.
+    pub fn hops(&self) -> u8 {
+        self.bytes[3]
+    }
+    /// `xid`, the transaction id chosen by the client.
+    pub fn xid(&self) -> u32 {
+        self.u32_at(4)
+    }
+    /// `secs`, seconds since the client started.
+    pub fn secs(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[8], self.bytes[9]])
+    }
+    /// `flags`; bit 15 is the broadcast flag.
+    pub fn flags(&self) -> u16 {
+        u16::from_be_bytes([self.bytes[10], self.bytes[11]])
+    }
+    /// Whether the client set the broadcast flag.
+    pub fn broadcast_flag(&self) -> bool {
+        self.flags() & 0x8000 != 0
+    }
+    /// `ciaddr`, the client's current address (renewing, rebinding, inform, release).
+    pub fn ciaddr(&self) -> Ipv4Addr {
+        self.u32_at(12).into()
+    }
+    /// `yiaddr` (meaningless in requests, kept for completeness).
+    pub fn yiaddr(&self) -> Ipv4Addr {
+        self.u32_at(16).into()
+    }
+    /// `siaddr` (meaningless in requests, kept for completeness).
+    pub fn siaddr(&self) -> Ipv4Addr {
+        self.u32_at(20).into()
+    }
+    /// `giaddr`, the relay agent's address, or 0.0.0.0 for a directly attached client.
+    pub fn giaddr(&self) -> Ipv4Addr {
+        self.u32_at(24).into()
+    }
+    /// The raw 16-byte `chaddr` field, copied unchanged into replies.
+    pub fn chaddr_field(&self) -> &'a [u8] {
+        &self.bytes[28..44]
+    }
+    /// The client hardware address: the first `hlen` bytes of `chaddr`.
+    pub fn chaddr(&self) -> &'a [u8] {
+        &self.bytes[28..28 + usize::from(self.hlen())]
+    }
+    /// `htype` and `chaddr` together, for events and logs.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b[1] = 1; b[2] = 6; b[28] = 0xaa;
+    /// let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.hw_addr().to_string(), "aa:00:00:00:00:00");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn hw_addr(&self) -> HwAddr {
+        HwAddr::new(self.htype(), self.chaddr())
+    }
+    /// The client's MAC address when `chaddr` is Ethernet (htype 1, hlen 6): the lease key of
+    /// MAC-pinned pools.
+    pub fn mac(&self) -> Option<MacAddr> {
+        self.hw_addr().mac()
+    }
+
+    /// Option 53, if present.
+    pub fn message_type(&self) -> Option<MessageType> {
+        self.message_type
+    }
+    /// Option 54, the server the client addresses (SELECTING, DECLINE, RELEASE).
+    pub fn server_id(&self) -> Option<Ipv4Addr> {
+        self.server_id
+    }
+    /// Option 50, the address the client asks for.
+    pub fn requested_addr(&self) -> Option<Ipv4Addr> {
+        self.requested_addr
+    }
+    /// Option 51 in a request: the lease time the client would like, in seconds.
+    pub fn requested_lease_time(&self) -> Option<u32> {
+        self.lease_time
+    }
+    /// Option 57, the largest DHCP message the client accepts (IP and UDP headers included).
+    pub fn max_message_size(&self) -> Option<u16> {
+        self.max_message_size
+    }
+    /// Option 52: 0 (none), 1 (`file` holds options), 2 (`sname`), 3 (both).
+    pub fn overload(&self) -> u8 {
+        self.overload
+    }
+    /// Option 55, the codes the client asks for, in its order of preference (empty if absent).
+    pub fn parameter_request_list(&self) -> &[u8] {
+        self.prl.as_deref().unwrap_or_default()
+    }
+    /// Whether the request carried option 55 at all.
+    pub fn has_parameter_request_list(&self) -> bool {
+        self.prl.is_some()
+    }
+    /// Option 61, the client identifier, echoed in every reply (RFC 6842).
+    pub fn client_id(&self) -> Option<&[u8]> {
+        self.client_id.as_deref()
+    }
+    /// Option 82, relay agent information, echoed unchanged in every reply (RFC 3046).
+    pub fn relay_agent_info(&self) -> Option<&[u8]> {
+        self.relay_info.as_deref()
+    }
+    /// Option 12, the host name the client announces.
+    pub fn hostname(&self) -> Option<&[u8]> {
+        self.hostname.as_deref()
+    }
+
+    /// Any option by code, concatenated per RFC 3396 (allocating only when it was split).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1;
+    /// // Option 60 split in two instances.
+    /// b.extend([99, 130, 83, 99, 60, 2, b'a', b'b', 60, 1, b'c', 255]);
+    /// let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.option(60).as_deref(), Some(&b"abc"[..]));
+    /// assert_eq!(req.option(77), None);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn option(&self, code: u8) -> Option<Cow<'a, [u8]>> {
+        let mut out = None;
+        let mut visit = |c: u8, v: &'a [u8]| {
+            if c == code {
+                append(&mut out, v);
+            }
+        };
+        if let Some(options) = self
+            .bytes
+            .get(HEADER_LEN..)
+            .and_then(|b| b.strip_prefix(&MAGIC_COOKIE[..]))
+        {
+            // Already validated by `parse`; scanning again cannot fail.
+            let _ = scan(options, Area::Options, &mut visit);
+        }
+        if self.overload & 1 != 0 {
+            let _ = scan(&self.bytes[FILE], Area::File, &mut visit);
+        }
+        if self.overload & 2 != 0 {
+            let _ = scan(&self.bytes[SNAME], Area::Sname, &mut visit);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
