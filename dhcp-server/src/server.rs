@@ -185,8 +185,8 @@ impl<L: LeaseSource> Server<L> {
                     let Some(out) = self.handle(&inbuf[..rx.len], &rx, &mut outbuf) else {
                         continue;
                     };
-                    self.send(&udp, &outbuf[..out.len], destinations.of(out.target), &out)
-                        .await;
+                    let to = destinations.of(out.target);
+                    send(&udp, &self.metrics, &outbuf[..out.len], to, &out).await;
                 }
             }
             tracing::info!("shut down");
@@ -274,25 +274,28 @@ impl<L: LeaseSource> Server<L> {
             self.metrics.event_dropped();
         }
     }
+}
 
-    async fn send(&self, udp: &UdpSocket, data: &[u8], to: SocketAddrV4, out: &Outgoing) {
-        let (ifindex, source) = (out.ifindex, out.source);
-        let mut result = transport::send(udp, data, to, ifindex, source);
-        while matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
-            // The send buffer is full: wait for room rather than drop the reply.
-            result = match udp.writable().await {
-                Ok(()) => udp.try_io(Interest::WRITABLE, || {
-                    transport::send(udp, data, to, ifindex, source)
-                }),
-                Err(e) => Err(e),
-            };
-        }
-        match result {
-            Ok(_) => self.metrics.sent(out.message_type),
-            Err(e) => {
-                self.metrics.send_error();
-                tracing::warn!(error = %e, %to, source = %out.source, "cannot send reply");
-            }
+/// Sends one reply; waits for room in the send buffer rather than dropping it. A free
+/// function, so the server's lease source is not borrowed across the await (it need not be
+/// `Sync`).
+async fn send(udp: &UdpSocket, metrics: &Metrics, data: &[u8], to: SocketAddrV4, out: &Outgoing) {
+    let (ifindex, source) = (out.ifindex, out.source);
+    let mut result = transport::send(udp, data, to, ifindex, source);
+    while matches!(&result, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+        // The send buffer is full: wait for room rather than drop the reply.
+        result = match udp.writable().await {
+            Ok(()) => udp.try_io(Interest::WRITABLE, || {
+                transport::send(udp, data, to, ifindex, source)
+            }),
+            Err(e) => Err(e),
+        };
+    }
+    match result {
+        Ok(_) => metrics.sent(out.message_type),
+        Err(e) => {
+            metrics.send_error();
+            tracing::warn!(error = %e, %to, source = %out.source, "cannot send reply");
         }
     }
 }
