@@ -47,6 +47,7 @@ pub struct SocketConfig {
     relay_port: u16,
     broadcast: Ipv4Addr,
     recv_buffer: Option<usize>,
+    udp_checksum: bool,
 }
 
 impl Default for SocketConfig {
@@ -70,6 +71,7 @@ impl SocketConfig {
             relay_port: 67,
             broadcast: Ipv4Addr::BROADCAST,
             recv_buffer: None,
+            udp_checksum: true,
         }
     }
     /// Bind to this interface (`SO_BINDTODEVICE`): receive only its traffic, send out of it.
@@ -135,6 +137,26 @@ impl SocketConfig {
     #[must_use]
     pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
         self.recv_buffer = Some(bytes);
+        self
+    }
+    /// Whether replies carry a UDP checksum (default: yes). `false` sets `SO_NO_CHECK`: replies
+    /// go out with checksum 0, which IPv4 receivers accept as "no checksum".
+    ///
+    /// This is the fix for the checksum-offload trap without extra privileges: with TX checksum
+    /// offload on (the default on veth and tap devices) a UDP socket's packets leave with a
+    /// partial checksum that the kernel never fills in on a virtual path, and clients that read
+    /// replies on a packet socket and verify the checksum without looking at
+    /// `TP_STATUS_CSUMNOTREADY` (old ISC dhclient builds, old busybox) drop every reply.
+    /// Alternatives need `CAP_NET_ADMIN`: `ethtool -K <if> tx off` on the server's interface, or
+    /// an iptables `CHECKSUM --checksum-fill` rule. Debian 12's dhclient 4.4.3-P1, busybox 1.35
+    /// udhcpc and dhcpcd 9.4 accept partial checksums, so the default keeps checksums.
+    ///
+    /// ```
+    /// let c = dhcp_server::SocketConfig::new().udp_checksum(false);
+    /// ```
+    #[must_use]
+    pub fn udp_checksum(mut self, on: bool) -> Self {
+        self.udp_checksum = on;
         self
     }
     /// The configured interface.
@@ -248,6 +270,10 @@ impl DhcpSocket {
             .map_err(|e| fail("set SO_BROADCAST", e))?;
         setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
             .map_err(|e| fail("set IP_PKTINFO", e.into()))?;
+        if !config.udp_checksum {
+            setsockopt(&socket, opt::NoCheck, &true)
+                .map_err(|e| fail("set SO_NO_CHECK", e.into()))?;
+        }
         if let Some(bytes) = config.recv_buffer {
             socket
                 .set_recv_buffer_size(bytes)
@@ -421,6 +447,26 @@ impl AsFd for DhcpSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket.as_fd()
     }
+}
+
+mod opt {
+    //! Socket options nix has no wrapper for, declared with nix's own macro so the FFI call
+    //! stays in nix's audited code.
+    use nix::{setsockopt_impl, sockopt_impl};
+
+    /// `SO_NO_CHECK` from `asm-generic/socket.h` (11 on every architecture Rust targets); the
+    /// libc crate exports it for few targets.
+    const SO_NO_CHECK: libc::c_int = 11;
+
+    sockopt_impl!(
+        /// `SO_NO_CHECK`: send UDP datagrams without a checksum (see
+        /// [`SocketConfig::udp_checksum`](super::SocketConfig::udp_checksum)).
+        NoCheck,
+        SetOnly,
+        libc::SOL_SOCKET,
+        SO_NO_CHECK,
+        bool
+    );
 }
 
 // The layout of one `IP_PKTINFO` control message, computed as the CMSG_* macros do: a
