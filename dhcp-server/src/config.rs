@@ -28,6 +28,10 @@ pub struct LeaseTime(u32);
 
 impl LeaseTime {
     /// A lease that never expires (no T1/T2 are sent).
+    ///
+    /// ```
+    /// assert_eq!(dhcp_server::LeaseTime::INFINITE.as_secs(), u32::MAX);
+    /// ```
     pub const INFINITE: Self = Self(u32::MAX);
 
     /// A lease of `secs` seconds; `u32::MAX` is infinite.
@@ -209,7 +213,14 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Builds a [`Config`]; see there for an example. Every setter replaces the previous value.
+/// Builds a [`Config`]. Every setter replaces the previous value.
+///
+/// ```
+/// let builder = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+/// let config = builder.dns(["10.0.0.53".parse()?]).authoritative(true).build()?;
+/// assert!(config.authoritative());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct ConfigBuilder {
@@ -392,48 +403,123 @@ fn domain(name: &str) -> Result<Name, Error> {
 
 impl ConfigBuilder {
     /// Routers (option 3), in order of preference. An empty list sends no option 3.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.routers([Ipv4Addr::new(10, 0, 0, 1)]).build()?;
+    /// assert_eq!(c.encoded_option(3), Some(&[3, 4, 10, 0, 0, 1][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn routers(mut self, routers: impl IntoIterator<Item = Ipv4Addr>) -> Self {
         self.c.routers = routers.into_iter().collect();
         self
     }
     /// DNS servers (option 6), in order of preference.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.dns([Ipv4Addr::new(10, 0, 0, 53)]).build()?;
+    /// assert_eq!(c.encoded_option(6), Some(&[6, 4, 10, 0, 0, 53][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dns(mut self, servers: impl IntoIterator<Item = Ipv4Addr>) -> Self {
         self.c.dns = servers.into_iter().collect();
         self
     }
     /// The domain name (option 15).
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.domain_name("vm.example").build()?;
+    /// assert_eq!(c.encoded_option(15).unwrap()[2..], *b"vm.example");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn domain_name(mut self, name: impl Into<String>) -> Self {
         self.c.domain_name = Some(name.into());
         self
     }
     /// The domain search list (option 119, RFC 3397, compressed).
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.domain_search(["a.example", "b.example"]).build()?;
+    /// // "b.example" ends with a pointer to "example" in the first name.
+    /// assert_eq!(c.encoded_option(119).unwrap().len(), 2 + 11 + 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn domain_search<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.c.domain_search = names.into_iter().map(Into::into).collect();
         self
     }
     /// NTP servers (option 42), already resolved to addresses.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.ntp([Ipv4Addr::new(10, 0, 0, 123)]).build()?;
+    /// assert_eq!(c.encoded_option(42), Some(&[42, 4, 10, 0, 0, 123][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ntp(mut self, servers: impl IntoIterator<Item = Ipv4Addr>) -> Self {
         self.c.ntp = servers.into_iter().collect();
         self
     }
     /// The default lease time (option 51).
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.lease_time(dhcp_server::LeaseTime::INFINITE).build()?;
+    /// assert!(c.lease_time().is_infinite());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease_time(mut self, lease: LeaseTime) -> Self {
         self.c.lease_time = lease;
         self
     }
     /// T1 (option 58) and T2 (option 59) in thousandths of the lease time; RFC 2131 §4.4.5
     /// suggests 500 and 875, the defaults.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.timers_permille(250, 500).build()?;
+    /// assert_eq!(c.timers_permille(), (250, 500));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn timers_permille(mut self, t1: u16, t2: u16) -> Self {
         self.c.t1_permille = t1;
         self.c.t2_permille = t2;
         self
     }
     /// The interface MTU (option 26, at least 68). Replies never exceed it either.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.mtu(1450).build()?;
+    /// assert_eq!(c.encoded_option(26), Some(&[26, 2, 5, 170][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn mtu(mut self, mtu: u16) -> Self {
         self.c.mtu = Some(mtu);
         self
     }
     /// The broadcast address (option 28); the default is the subnet's broadcast address.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.clone().build()?;
+    /// assert_eq!(c.encoded_option(28), Some(&[28, 4, 10, 0, 0, 255][..]));
+    /// let c = b.broadcast_addr(Ipv4Addr::BROADCAST).build()?;
+    /// assert_eq!(c.encoded_option(28), Some(&[28, 4, 255, 255, 255, 255][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn broadcast_addr(mut self, addr: Ipv4Addr) -> Self {
         self.c.broadcast = Some(addr);
         self
@@ -441,11 +527,28 @@ impl ConfigBuilder {
     /// Classless static routes (option 121). When routers are configured and these routes
     /// have no default route, a default route via the first router is appended: a client
     /// that receives option 121 ignores option 3 (RFC 3442).
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// use dhcp_server::Route;
+    /// let c = b.classless_routes([Route::new("172.16.0.0/12".parse()?, Ipv4Addr::new(10, 0, 0, 2))]).build()?;
+    /// assert_eq!(c.encoded_option(121), Some(&[121, 7, 12, 172, 16, 10, 0, 0, 2][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn classless_routes(mut self, routes: impl IntoIterator<Item = Route>) -> Self {
         self.c.routes = routes.into_iter().collect();
         self
     }
     /// Whether to send option 12; see [`HostnamePolicy`].
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.hostname_policy(dhcp_server::HostnamePolicy::FromLease).build()?;
+    /// assert_eq!(c.hostname_policy(), dhcp_server::HostnamePolicy::FromLease);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn hostname_policy(mut self, policy: HostnamePolicy) -> Self {
         self.c.hostname_policy = policy;
         self
@@ -453,6 +556,14 @@ impl ConfigBuilder {
     /// NAK requests from clients the server has no record of instead of staying silent
     /// (Kea's `authoritative`, dnsmasq's `--dhcp-authoritative`). Use it only when this is the
     /// one server of the link.
+    ///
+    /// ```
+    /// # use std::net::Ipv4Addr;
+    /// let b = dhcp_server::Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?);
+    /// let c = b.authoritative(true).build()?;
+    /// assert!(c.authoritative());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn authoritative(mut self, yes: bool) -> Self {
         self.c.authoritative = yes;
         self

@@ -143,7 +143,21 @@ impl Context {
 /// What to do about one request: an optional reply, and always an [`Event`] saying what
 /// happened (for the event channel and metrics).
 ///
-/// See [`decide`] for an example.
+/// ```
+/// # use std::time::Instant;
+/// # use dhcp_server::*;
+/// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+/// let mut nobody = StaticLeases::new();
+/// # let mut b = vec![0u8; 236];
+/// # b[..3].copy_from_slice(&[1, 1, 6]);
+/// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+/// # let request = Request::parse(&b)?;
+/// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+/// let decision = decide(&request, &ctx, &config, &mut nobody, Instant::now());
+/// assert!(decision.reply().is_none());
+/// assert_eq!(decision.event().kind(), EventKind::Ignored(IgnoreReason::UnknownClient));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Decision<'a> {
     reply: Option<Reply<'a>>,
@@ -152,14 +166,66 @@ pub struct Decision<'a> {
 
 impl<'a> Decision<'a> {
     /// The reply to send, if any.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert!(decision.reply().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reply(&self) -> Option<&Reply<'a>> {
         self.reply.as_ref()
     }
     /// What happened.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.event().kind(), EventKind::Offered);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn event(&self) -> Event {
         self.event
     }
     /// Both parts.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// let (reply, event) = decision.into_parts();
+    /// assert_eq!(reply.unwrap().yiaddr(), event.addr());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_parts(self) -> (Option<Reply<'a>>, Event) {
         (self.reply, self.event)
     }

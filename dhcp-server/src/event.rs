@@ -66,6 +66,10 @@ pub enum IgnoreReason {
 
 impl IgnoreReason {
     /// Every label, in [`index`](Self::index) order (for pre-registering metrics).
+    ///
+    /// ```
+    /// assert_eq!(dhcp_server::IgnoreReason::LABELS[0], "malformed");
+    /// ```
     pub const LABELS: [&'static str; 12] = [
         "malformed",
         "not_boot_request",
@@ -142,6 +146,10 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every label, in [`index`](Self::index) order.
+    ///
+    /// ```
+    /// assert_eq!(dhcp_server::EventKind::LABELS[6], "ignored");
+    /// ```
     pub const LABELS: [&'static str; 7] = [
         "offered", "acked", "nacked", "declined", "released", "informed", "ignored",
     ];

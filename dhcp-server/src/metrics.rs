@@ -8,25 +8,65 @@ use crate::request::MessageType;
 
 /// Datagrams received, by `message_type` (`discover` ... `inform`, `other`, `none` for
 /// datagrams without a readable option 53).
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::RECEIVED_TOTAL, "dhcp_server_received_total");
+/// ```
 pub const RECEIVED_TOTAL: &str = "dhcp_server_received_total";
 /// Replies sent, by `message_type` (`offer`, `ack`, `nak`).
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::SENT_TOTAL, "dhcp_server_sent_total");
+/// ```
 pub const SENT_TOTAL: &str = "dhcp_server_sent_total";
 /// Handled requests, by `event` (see [`EventKind::LABELS`]).
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::EVENTS_TOTAL, "dhcp_server_events_total");
+/// ```
 pub const EVENTS_TOTAL: &str = "dhcp_server_events_total";
 /// Requests left unanswered, by `reason` (see [`IgnoreReason::LABELS`]).
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::IGNORED_TOTAL, "dhcp_server_ignored_total");
+/// ```
 pub const IGNORED_TOTAL: &str = "dhcp_server_ignored_total";
 /// Events dropped because the event channel was full or closed.
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::EVENTS_DROPPED_TOTAL, "dhcp_server_events_dropped_total");
+/// ```
 pub const EVENTS_DROPPED_TOTAL: &str = "dhcp_server_events_dropped_total";
 /// Replies that could not be sent (socket errors).
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::SEND_ERRORS_TOTAL, "dhcp_server_send_errors_total");
+/// ```
 pub const SEND_ERRORS_TOTAL: &str = "dhcp_server_send_errors_total";
 /// Receive calls that failed.
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::RECEIVE_ERRORS_TOTAL, "dhcp_server_receive_errors_total");
+/// ```
 pub const RECEIVE_ERRORS_TOTAL: &str = "dhcp_server_receive_errors_total";
 
 /// Label of [`RECEIVED_TOTAL`] and [`SENT_TOTAL`].
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::LABEL_MESSAGE_TYPE, "message_type");
+/// ```
 pub const LABEL_MESSAGE_TYPE: &str = "message_type";
 /// Label of [`EVENTS_TOTAL`].
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::LABEL_EVENT, "event");
+/// ```
 pub const LABEL_EVENT: &str = "event";
 /// Label of [`IGNORED_TOTAL`].
+///
+/// ```
+/// assert_eq!(dhcp_server::metrics::LABEL_REASON, "reason");
+/// ```
 pub const LABEL_REASON: &str = "reason";
 
 const RECEIVED_LABELS: [&str; 10] = [

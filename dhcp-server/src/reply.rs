@@ -10,6 +10,10 @@ use crate::request::{BOOTREPLY, HEADER_LEN, MAGIC_COOKIE, MessageType, Request};
 
 /// Replies are padded to at least this size: BOOTP's fixed message, below which some relays
 /// and clients (the Linux in-kernel `ip=dhcp` client) drop them (RFC 1542 §2.1).
+///
+/// ```
+/// assert_eq!(dhcp_server::MIN_REPLY_LEN, 300);
+/// ```
 pub const MIN_REPLY_LEN: usize = 300;
 /// Every client accepts IP datagrams of 576 bytes (RFC 2131 §2), of which IP and UDP take 28.
 const MIN_CLIENT_DATAGRAM: usize = 576;
@@ -56,7 +60,25 @@ pub enum EncodeError {
 /// at least 576 bytes, bounded by the configured MTU), the lowest-priority options are
 /// dropped, never 53, 54, 51, 61 or 82.
 ///
-/// See [`decide`](crate::decide) for an example.
+/// ```
+/// # use std::time::Instant;
+/// # use dhcp_server::*;
+/// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+/// # let mut leases: StaticLeases =
+/// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+/// # let mut b = vec![0u8; 236];
+/// # b[..3].copy_from_slice(&[1, 1, 6]);
+/// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+/// // A DISCOVER that asks for the router before the subnet mask.
+/// b.extend([99, 130, 83, 99, 53, 1, 1, 55, 2, 3, 1, 255]);
+/// let request = Request::parse(&b)?;
+/// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+/// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+/// let wire = decision.reply().unwrap().to_vec()?;
+/// // 53, 54, then 1 moved before 3 (no router configured: no option 3 at all), then the rest.
+/// assert_eq!(&wire[249..251], &[1, 4]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Reply<'a> {
     message_type: MessageType,
@@ -111,28 +133,130 @@ impl<'a> Reply<'a> {
     }
 
     /// OFFER, ACK or NAK.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.reply().unwrap().message_type(), MessageType::Offer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn message_type(&self) -> MessageType {
         self.message_type
     }
     /// The address given to the client (0.0.0.0 in NAK and in ACK to INFORM).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.reply().unwrap().yiaddr().to_string(), "10.0.0.50");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn yiaddr(&self) -> Ipv4Addr {
         self.yiaddr
     }
     /// The `ciaddr` of the reply (the request's in ACK, else 0.0.0.0).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert!(decision.reply().unwrap().ciaddr().is_unspecified()); // 0 in an OFFER
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ciaddr(&self) -> Ipv4Addr {
         self.ciaddr
     }
     /// Where to send it.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.reply().unwrap().target(), Target::Broadcast);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn target(&self) -> Target {
         self.target
     }
     /// The lease behind an OFFER or ACK to REQUEST.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.reply().unwrap().lease().unwrap().addr().to_string(), "10.0.0.50");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn lease(&self) -> Option<&Lease> {
         self.lease.as_ref()
     }
 
     /// The largest reply this client accepts: option 57 when it sent one (at least 576),
     /// else 576, bounded by the configured MTU; minus 28 bytes of IP and UDP headers.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// assert_eq!(decision.reply().unwrap().max_len(), 548); // no option 57: 576 - 28
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_len(&self) -> usize {
         let client = self
             .request
@@ -222,6 +346,26 @@ impl<'a> Reply<'a> {
     /// # Errors
     /// [`EncodeError::TooLarge`] when even the required options exceed the client's limit;
     /// [`EncodeError::BufferTooSmall`] when `buf` is shorter than the reply.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// let mut buf = [0u8; 1500];
+    /// let len = decision.reply().unwrap().encode(&mut buf)?;
+    /// assert_eq!(&buf[..4], &[2, 1, 6, 0]); // BOOTREPLY, Ethernet, hlen 6, hops 0
+    /// assert!(len >= MIN_REPLY_LEN);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
         let limit = self.max_len();
         let mut plan = self.plan();
@@ -268,6 +412,24 @@ impl<'a> Reply<'a> {
     ///
     /// # Errors
     /// [`EncodeError::TooLarge`], as [`encode`](Self::encode).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+    /// # let mut leases: StaticLeases =
+    /// #     [("02:00:00:00:00:01".parse()?, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]); // DISCOVER
+    /// # let request = Request::parse(&b)?;
+    /// # let ctx = Context::new(1, "0.0.0.0:68".parse()?, [255; 4].into());
+    /// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+    /// let wire = decision.reply().unwrap().to_vec()?;
+    /// assert_eq!(&wire[236..240], &[99, 130, 83, 99]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_vec(&self) -> Result<Vec<u8>, EncodeError> {
         let mut buf = vec![0u8; self.max_len()];
         let len = self.encode(&mut buf)?;

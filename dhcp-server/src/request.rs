@@ -19,8 +19,16 @@ pub(crate) const HEADER_LEN: usize = 236;
 /// The DHCP magic cookie (RFC 2131 §3).
 pub(crate) const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// `op` of a message sent by a client.
+///
+/// ```
+/// assert_eq!(dhcp_server::request::BOOTREQUEST, 1);
+/// ```
 pub const BOOTREQUEST: u8 = 1;
 /// `op` of a message sent by a server.
+///
+/// ```
+/// assert_eq!(dhcp_server::request::BOOTREPLY, 2);
+/// ```
 pub const BOOTREPLY: u8 = 2;
 
 const SNAME: std::ops::Range<usize> = 44..108;
@@ -390,58 +398,240 @@ impl<'a> Request<'a> {
     }
 
     /// `op`: [`BOOTREQUEST`] from clients and relays.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.op(), dhcp_server::request::BOOTREQUEST);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn op(&self) -> u8 {
         self.bytes[0]
     }
     /// `htype`, the hardware address type (1 = Ethernet).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.htype(), 1);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn htype(&self) -> u8 {
         self.bytes[1]
     }
     /// `hlen`, the hardware address length (at most 16, checked by [`parse`](Self::parse)).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.hlen(), 6);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn hlen(&self) -> u8 {
         self.bytes[2]
     }
     /// `hops`, incremented by relays.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.hops(), 1);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn hops(&self) -> u8 {
         self.bytes[3]
     }
     /// `xid`, the transaction id chosen by the client.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.xid(), 0x0102_0304);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn xid(&self) -> u32 {
         self.u32_at(4)
     }
     /// `secs`, seconds since the client started.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.secs(), 5);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn secs(&self) -> u16 {
         u16::from_be_bytes([self.bytes[8], self.bytes[9]])
     }
     /// `flags`; bit 15 is the broadcast flag.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.flags(), 0x8000);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn flags(&self) -> u16 {
         u16::from_be_bytes([self.bytes[10], self.bytes[11]])
     }
     /// Whether the client set the broadcast flag.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert!(req.broadcast_flag());
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn broadcast_flag(&self) -> bool {
         self.flags() & 0x8000 != 0
     }
     /// `ciaddr`, the client's current address (renewing, rebinding, inform, release).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.ciaddr().to_string(), "10.0.0.9");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn ciaddr(&self) -> Ipv4Addr {
         self.u32_at(12).into()
     }
     /// `yiaddr` (meaningless in requests, kept for completeness).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert!(req.yiaddr().is_unspecified());
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn yiaddr(&self) -> Ipv4Addr {
         self.u32_at(16).into()
     }
     /// `siaddr` (meaningless in requests, kept for completeness).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert!(req.siaddr().is_unspecified());
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn siaddr(&self) -> Ipv4Addr {
         self.u32_at(20).into()
     }
     /// `giaddr`, the relay agent's address, or 0.0.0.0 for a directly attached client.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.giaddr().to_string(), "10.0.0.254");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn giaddr(&self) -> Ipv4Addr {
         self.u32_at(24).into()
     }
     /// The raw 16-byte `chaddr` field, copied unchanged into replies.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(&req.chaddr_field()[..7], &[2, 0, 0, 0, 0, 1, 0]);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn chaddr_field(&self) -> &'a [u8] {
         &self.bytes[28..44]
     }
     /// The client hardware address: the first `hlen` bytes of `chaddr`.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.chaddr(), &[2, 0, 0, 0, 0, 1]);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn chaddr(&self) -> &'a [u8] {
         &self.bytes[28..28 + usize::from(self.hlen())]
     }
@@ -458,51 +648,207 @@ impl<'a> Request<'a> {
     }
     /// The client's MAC address when `chaddr` is Ethernet (htype 1, hlen 6): the lease key of
     /// MAC-pinned pools.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.mac().unwrap().to_string(), "02:00:00:00:00:01");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn mac(&self) -> Option<MacAddr> {
         self.hw_addr().mac()
     }
 
     /// Option 53, if present.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.message_type(), Some(dhcp_server::MessageType::Request));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn message_type(&self) -> Option<MessageType> {
         self.message_type
     }
     /// Option 54, the server the client addresses (SELECTING, DECLINE, RELEASE).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.server_id().unwrap().to_string(), "10.0.0.1");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn server_id(&self) -> Option<Ipv4Addr> {
         self.server_id
     }
     /// Option 50, the address the client asks for.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.requested_addr().unwrap().to_string(), "10.0.0.9");
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn requested_addr(&self) -> Option<Ipv4Addr> {
         self.requested_addr
     }
     /// Option 51 in a request: the lease time the client would like, in seconds.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.requested_lease_time(), Some(3600));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn requested_lease_time(&self) -> Option<u32> {
         self.lease_time
     }
     /// Option 57, the largest DHCP message the client accepts (IP and UDP headers included).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.max_message_size(), Some(1500));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn max_message_size(&self) -> Option<u16> {
         self.max_message_size
     }
     /// Option 52: 0 (none), 1 (`file` holds options), 2 (`sname`), 3 (both).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.overload(), 0);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn overload(&self) -> u8 {
         self.overload
     }
     /// Option 55, the codes the client asks for, in its order of preference (empty if absent).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.parameter_request_list(), &[1, 3, 6]);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn parameter_request_list(&self) -> &[u8] {
         self.prl.as_deref().unwrap_or_default()
     }
     /// Whether the request carried option 55 at all.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert!(req.has_parameter_request_list());
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn has_parameter_request_list(&self) -> bool {
         self.prl.is_some()
     }
     /// Option 61, the client identifier, echoed in every reply (RFC 6842).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.client_id(), Some(&[1, 2, 3][..]));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn client_id(&self) -> Option<&[u8]> {
         self.client_id.as_deref()
     }
     /// Option 82, relay agent information, echoed unchanged in every reply (RFC 3046).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.relay_agent_info(), Some(&[1, 1, 7][..]));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn relay_agent_info(&self) -> Option<&[u8]> {
         self.relay_info.as_deref()
     }
     /// Option 12, the host name the client announces.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..12].copy_from_slice(&[1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0]);
+    /// # b[12..16].copy_from_slice(&[10, 0, 0, 9]);
+    /// # b[24..28].copy_from_slice(&[10, 0, 0, 254]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16]);
+    /// # b.extend([57, 2, 5, 220, 55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
+    /// # let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.hostname(), Some(&b"vm1"[..]));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
     pub fn hostname(&self) -> Option<&[u8]> {
         self.hostname.as_deref()
     }
