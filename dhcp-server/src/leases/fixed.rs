@@ -192,3 +192,67 @@ impl LeaseSource for StaticLeases {
         self.lookup(query).is_some_and(|l| l.addr() == addr)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_see_whole_tables_while_a_writer_replaces_them() {
+        let leases = StaticLeases::new();
+        let table = |generation: u8| {
+            (0..50u8).map(move |i| {
+                (
+                    MacAddr::new([2, 0, 0, 0, 0, i]),
+                    Lease::new([10, 0, generation, i].into()),
+                )
+            })
+        };
+        leases.replace(table(0));
+        let writer = {
+            let leases = leases.clone();
+            std::thread::spawn(move || {
+                for generation in 1..=200u8 {
+                    leases.replace(table(generation));
+                }
+            })
+        };
+        while !writer.is_finished() {
+            let snapshot = leases.snapshot();
+            // One generation per snapshot: never a mix of two tables.
+            let gens: std::collections::HashSet<u8> =
+                snapshot.values().map(|l| l.addr().octets()[2]).collect();
+            assert_eq!(gens.len(), 1, "{gens:?}");
+            assert_eq!(snapshot.len(), 50);
+        }
+        writer.join().unwrap();
+        assert_eq!(
+            leases
+                .get(MacAddr::new([2, 0, 0, 0, 0, 7]))
+                .unwrap()
+                .addr()
+                .octets(),
+            [10, 0, 200, 7]
+        );
+    }
+
+    #[test]
+    fn insert_and_remove_keep_the_rest() {
+        let leases: StaticLeases = [(MacAddr::new([2; 6]), Lease::new([10, 0, 0, 2].into()))]
+            .into_iter()
+            .collect();
+        let other = leases.clone();
+        assert!(
+            leases
+                .insert(MacAddr::new([3; 6]), Lease::new([10, 0, 0, 3].into()))
+                .is_none()
+        );
+        assert_eq!(other.len(), 2);
+        assert_eq!(
+            leases.remove(MacAddr::new([2; 6])).unwrap().addr().octets(),
+            [10, 0, 0, 2]
+        );
+        assert_eq!(other.len(), 1);
+        assert!(!other.is_empty());
+    }
+}
