@@ -54,7 +54,8 @@ const MAX_KEY: usize = 1 + 255;
 /// - DECLINE takes the address out of service for the probation period (default 24 h, as
 ///   Kea) and forgets the binding, so the client is offered another address.
 /// - Expired offers and leases are reclaimed lazily: when the pool runs out (at most once a
-///   second) or when another client asks for that very address.
+///   second) or when another client asks for that very address. That sweep also forgets
+///   clients that hold no address, which bounds memory under a flood of made-up MACs.
 ///
 /// Clients are identified by their client identifier (option 61) when they send one, else by
 /// hardware type and chaddr ([`with_client_id_matching(false)`](Self::with_client_id_matching)
@@ -261,6 +262,10 @@ impl DynamicPool {
         for key in expired {
             self.free(&key);
         }
+        // Forget clients that hold nothing: under a flood of made-up MACs the map would
+        // otherwise grow without bound. They lose only the "same address again" preference,
+        // which an exhausted pool could not honour anyway.
+        self.bindings.retain(|_, b| b.held());
     }
 
     /// Takes exactly `addr`, reclaiming it first if its holder's binding has expired.

@@ -258,3 +258,32 @@ fn infinite_leases_never_expire() {
         Confirmation::Nak
     );
 }
+
+#[test]
+fn sweeping_forgets_clients_that_hold_nothing() {
+    let (mut s, t) = (source(), Clock(Instant::now()));
+    for i in 0..3u8 {
+        offer(
+            &mut s,
+            &Packet::new(DISCOVER).mac([2, 0, 0, 0, 1, i]),
+            t.at(0),
+        )
+        .unwrap();
+    }
+    assert!(with(
+        &Packet::new(DISCOVER).mac([2, 0, 0, 0, 1, 0]),
+        t.at(1),
+        |q| { s.decline(q, A) }
+    ));
+    assert_eq!(s.bindings.len(), 2);
+    // Offers expired; a flood of new clients exhausts the pool and triggers a sweep.
+    for i in 0..10u8 {
+        let _ = offer(
+            &mut s,
+            &Packet::new(DISCOVER).mac([2, 0, 0, 0, 2, i]),
+            t.at(20),
+        );
+    }
+    assert!(s.bindings.len() <= 2, "{} bindings", s.bindings.len());
+    assert!(s.bindings.values().all(Binding::held));
+}
