@@ -9,5 +9,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iproute2 ethtool udhcpc isc-dhcp-client dhcpcd-base procps >/dev/null
-echo "install-test-deps: installed udhcpc, dhclient, dhcpcd, iproute2, ethtool"
+  iproute2 ethtool udhcpc isc-dhcp-client dhcpcd-base procps tcpdump >/dev/null
+echo "install-test-deps: installed udhcpc, dhclient, dhcpcd, iproute2, ethtool, tcpdump"
