@@ -83,7 +83,7 @@ pub struct IPPoolSpec {
     pub ipv4_config: IPv4Config,
 
     /// The NetworkAttachmentDefinition served: `<namespace>/<name>`, or `<name>` in the pool's
-    /// own namespace (see [`crate::network::NetworkName`]).
+    /// own namespace (see [`IPPool::network`]).
     #[x_kube(validation = Rule::new("self == oldSelf").message("NetworkName is immutable"))]
     #[schemars(length(max = 64))]
     pub network_name: String,

@@ -97,3 +97,104 @@ pub fn release_allocation(status: &mut IPPoolStatus, ip: Ipv4Addr) -> bool {
 pub fn touch(status: &mut IPPoolStatus, now: Timestamp) {
     status.last_update = Some(Time(now));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ippool::IPPool;
+
+    fn pool() -> IPPool {
+        IPPool::test("default", "net")
+            .with_cidr("10.0.0.0/24")
+            .with_server("10.0.0.12")
+            .with_router("10.0.0.1")
+            .with_range("10.0.0.10", "10.0.0.20")
+            .with_exclude(&["10.0.0.15", "10.0.0.200"])
+    }
+
+    #[test]
+    fn marks_follow_upstream_and_are_never_removed() {
+        let p = pool().with_allocated("10.0.0.99", MARK_EXCLUDED);
+        let ipam = crate::convert::to_ipam_pool(&p).unwrap();
+        let mut status = p.status.clone().unwrap();
+        assert!(refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam));
+        let v4 = status.ipv4.unwrap();
+        let marks: Vec<(&str, &str)> = v4
+            .allocated
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("10.0.0.12", "RESERVED"),  // server, in range
+                ("10.0.0.15", "EXCLUDED"),  // exclusion in range
+                ("10.0.0.200", "EXCLUDED"), // exclusion outside the range: marked all the same
+                ("10.0.0.99", "EXCLUDED"),  // stale mark: kept
+            ]
+        );
+        // Router 10.0.0.1 is outside the range: no mark; 11 addresses - server - .15 = 9 free.
+        assert_eq!((v4.used, v4.available), (0, 9));
+    }
+
+    #[test]
+    fn counters_follow_the_allocator() {
+        let p = pool();
+        let mut ipam = crate::convert::to_ipam_pool(&p).unwrap();
+        let mut status = IPPoolStatus::default();
+        refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam);
+        ipam.allocate(ipam::Strategy::LowestFree).unwrap();
+        assert!(refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam));
+        let v4 = status.ipv4.as_ref().unwrap();
+        assert_eq!((v4.used, v4.available), (1, 8));
+        assert!(!refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam));
+    }
+
+    #[test]
+    fn allocation_records_never_touch_marks() {
+        let mut status = IPPoolStatus::default();
+        assert!(record_allocation(
+            &mut status,
+            "10.0.0.11".parse().unwrap(),
+            "aa:bb:cc:dd:ee:ff"
+        ));
+        assert!(record_allocation(
+            &mut status,
+            "10.0.0.11".parse().unwrap(),
+            "aa:bb:cc:dd:ee:00"
+        ));
+        status
+            .ipv4
+            .as_mut()
+            .unwrap()
+            .allocated
+            .insert("10.0.0.15".into(), MARK_EXCLUDED.into());
+        assert!(!release_allocation(
+            &mut status,
+            "10.0.0.15".parse().unwrap()
+        ));
+        assert!(release_allocation(
+            &mut status,
+            "10.0.0.11".parse().unwrap()
+        ));
+        assert!(!release_allocation(
+            &mut status,
+            "10.0.0.11".parse().unwrap()
+        ));
+        assert_eq!(status.ipv4.unwrap().allocated.len(), 1);
+        assert!(!release_allocation(
+            &mut IPPoolStatus::default(),
+            "10.0.0.1".parse().unwrap()
+        ));
+    }
+
+    #[test]
+    fn touch_serialises_like_metav1_time() {
+        let mut status = IPPoolStatus::default();
+        touch(&mut status, "2024-03-01T10:20:30.123456Z".parse().unwrap());
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            serde_json::json!({"lastUpdate": "2024-03-01T10:20:30Z"})
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Same wire conventions as [`crate::ippool`]: Go pointers are `Option`s, Go `omitempty`
 //! values are skipped when empty, MACs and addresses stay strings as written (compare MACs with
-//! [`MacAddr`](crate::MacAddr) / [`same_mac`](crate::mac::same_mac)).
+//! [`MacAddr`] / [`same_mac`](crate::mac::same_mac)).
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -281,8 +281,11 @@ fn immutable_fields(
 fn extra_checks(pool: &IPPool, old: Option<&IPv4Config>, a: &Addrs, out: &mut Vec<Violation>) {
     let cfg = &pool.spec.ipv4_config;
     let differs = |o: &IPv4Config| o.pool.start != cfg.pool.start || o.pool.end != cfg.pool.end;
-    if let (Some(start), Some(end)) = (a.start, a.end)
+    // Only between two addresses of the subnet: otherwise the position check said it all.
+    if let (Some(start), Some(end), Some(net)) = (a.start, a.end, a.net)
         && start > end
+        && net.contains(&start)
+        && net.contains(&end)
         && old.is_none_or(differs)
     {
         let msg = format!("end ip {end} is less than start ip {start}");
