@@ -16,8 +16,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use dhcp_server::{
-    Config, ConfigHandle, DhcpSocket, Lease, LeaseTime, MacAddr, Server, SocketConfig,
-    StaticLeases,
+    Config, ConfigHandle, DhcpSocket, Lease, LeaseTime, MacAddr, Server, SocketConfig, StaticLeases,
 };
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
@@ -47,7 +46,9 @@ fn setup() -> Result<Setup> {
             addr: Ipv4Addr::new(127, 0, 0, 50),
         }),
         [interface, cidr, mac, addr] => {
-            let (server, _) = cidr.split_once('/').ok_or("SERVER/PREFIX, e.g. 192.168.48.1/24")?;
+            let (server, _) = cidr
+                .split_once('/')
+                .ok_or("SERVER/PREFIX, e.g. 192.168.48.1/24")?;
             Ok(Setup {
                 interface: Some(interface.clone()),
                 server: server.parse()?,
@@ -152,12 +153,16 @@ async fn ask(relay: &UdpSocket, to: SocketAddrV4, mac: MacAddr, xid: u32) -> Res
     let z = Ipv4Addr::UNSPECIFIED;
     let mut discover = Message::new_with_id(xid, z, z, z, giaddr, &mac.octets());
     discover.set_hops(1);
-    discover.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
-    discover.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
-        OptionCode::SubnetMask,
-        OptionCode::Router,
-        OptionCode::DomainNameServer,
-    ]));
+    discover
+        .opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Discover));
+    discover
+        .opts_mut()
+        .insert(DhcpOption::ParameterRequestList(vec![
+            OptionCode::SubnetMask,
+            OptionCode::Router,
+            OptionCode::DomainNameServer,
+        ]));
     relay.send_to(&discover.to_vec()?, to).await?;
     let mut buf = vec![0u8; 1500];
     let n = tokio::time::timeout(Duration::from_secs(2), relay.recv(&mut buf)).await??;

@@ -25,8 +25,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use dhcp_server::{
-    Config, ConfigHandle, DhcpSocket, Lease, LeaseTime, MacAddr, Server, SocketConfig,
-    StaticLeases,
+    Config, ConfigHandle, DhcpSocket, Lease, LeaseTime, MacAddr, Server, SocketConfig, StaticLeases,
 };
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
@@ -58,7 +57,9 @@ fn main() -> ExitCode {
             "dhcp_veth needs root: it creates network namespaces and a veth pair \
              (CAP_SYS_ADMIN, CAP_NET_ADMIN). Run it with sudo, e.g.\n  \
              sudo {}",
-            std::env::args().next().unwrap_or_else(|| "dhcp_veth".into())
+            std::env::args()
+                .next()
+                .unwrap_or_else(|| "dhcp_veth".into())
         );
         return ExitCode::FAILURE;
     }
@@ -192,7 +193,13 @@ impl std::fmt::Display for Got {
         write!(
             f,
             "address {} mask {} router {} dns {} domain {} lease time {} s server {}",
-            self.address, self.mask, self.router, self.dns, self.domain, self.lease_secs, self.server
+            self.address,
+            self.mask,
+            self.router,
+            self.dns,
+            self.domain,
+            self.lease_secs,
+            self.server
         )
     }
 }
@@ -209,21 +216,26 @@ async fn run_udhcpc(t: &Topology, udhcpc: &std::path::Path) -> Result<Got> {
     let out = tokio::process::Command::new("ip")
         .args(["netns", "exec", &t.client])
         .arg(udhcpc)
-        .args(["-f", "-q", "-n", "-t", "5", "-T", "1", "-i", CLIENT_IF, "-s"])
+        .args([
+            "-f", "-q", "-n", "-t", "5", "-T", "1", "-i", CLIENT_IF, "-s",
+        ])
         .arg(&script)
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
         .await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.strip_prefix("bound|")).ok_or_else(|| {
-        format!(
-            "udhcpc got no lease ({}):\n{}{}",
-            out.status,
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("bound|"))
+        .ok_or_else(|| {
+            format!(
+                "udhcpc got no lease ({}):\n{}{}",
+                out.status,
+                stdout,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
     let f: Vec<&str> = line.split('|').collect();
     let get = |i: usize| f.get(i).copied().unwrap_or_default().to_owned();
     Ok(Got {
