@@ -1,3 +1,41 @@
 //! # Layout
 //!
-//! (under construction)
+//! `vmdhcp-agent` serves one IPPool's leases over DHCPv4 on one interface, with the
+//! [`dhcp_server`] library. The pool comes from Kubernetes (a watch on `--ippool-ref`) or, in
+//! standalone mode, from a YAML file (`--ippool-file`).
+//!
+//! - [`table`] — pure: IPPool `status.ipv4.allocated` → MAC → address table, and its diff.
+//! - [`options`] — pure: IPPool spec → `dhcp_server::Config` (the options of every reply).
+//! - [`state`] — [`Served`](state::Served): the table and configuration being served, swapped
+//!   whole on every change so the next reply uses the latest spec.
+//! - [`watch`] — Kubernetes source: the watcher, and the pure event → action step.
+//! - [`file`] — standalone source: parse, allocate vmnetcfg NICs with `ipam`, follow changes.
+//! - [`ntp`] — resolves NTP host names on a schedule.
+//! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/leases`.
+//! - [`metrics`] — the agent's own series.
+//! - [`cli`] — flags; [`run`] — wiring ([`Agent`](run::Agent)).
+//!
+//! Errors: [`Error`].
+//!
+//! # Fixed against upstream
+//! The initial list fills the table (upstream waited for the first update); an address that
+//! moves to another MAC moves its lease; MACs match in any spelling; options follow the latest
+//! spec without a restart; NTP names are re-resolved; REQUESTs are checked (the engine NAKs
+//! wrong addresses); no zero-length router option; `/readyz` means synced; a failing watch
+//! never empties the table.
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod cli;
+pub mod error;
+pub mod file;
+pub mod http;
+pub mod metrics;
+pub mod ntp;
+pub mod options;
+pub mod run;
+pub mod state;
+pub mod table;
+pub mod watch;
+
+pub use error::Error;
+pub use run::{Agent, Dhcp, Source};

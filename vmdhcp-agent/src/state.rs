@@ -1,0 +1,346 @@
+//! What the agent serves right now: the lease table and the DHCP configuration, shared with
+//! the running server, plus what they were built from. Both modes (Kubernetes and file) feed
+//! every IPPool they see into [`Served::apply`]; an IPPool that cannot be served is reported
+//! and the previous table keeps serving.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use dhcp_server::{ConfigHandle, StaticLeases};
+use tokio::sync::watch;
+use vmdhcp_api::convert::LeaseOptions;
+use vmdhcp_api::ippool::IPPool;
+
+use crate::error::Error;
+use crate::metrics;
+use crate::options::{self, Resolved};
+use crate::table::{Changes, Skipped, Table};
+
+/// The agent's served state. Cheap to share (`Arc` it).
+#[derive(Debug)]
+pub struct Served {
+    leases: StaticLeases,
+    /// `None` until the first IPPool has been applied; the DHCP server starts then.
+    config: watch::Sender<Option<ConfigHandle>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    table: Table,
+    options: Option<LeaseOptions>,
+    ntp: Resolved,
+    pool: Option<IPPool>,
+}
+
+/// What one [`Served::apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Leases added, removed, moved.
+    pub changes: Changes,
+    /// `allocated` entries not served.
+    pub skipped: Vec<Skipped>,
+    /// Spec entries left out of the options (`field`, `value`).
+    pub ignored: Vec<(String, String)>,
+    /// Whether the pool is paused (then nothing is served).
+    pub paused: bool,
+}
+
+impl Default for Served {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Served {
+    /// Nothing served yet.
+    pub fn new() -> Self {
+        Self {
+            leases: StaticLeases::new(),
+            config: watch::Sender::new(None),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The lease table the DHCP server answers from.
+    pub fn leases(&self) -> &StaticLeases {
+        &self.leases
+    }
+
+    /// The configuration handle, once the first IPPool has been applied.
+    pub fn config(&self) -> Option<ConfigHandle> {
+        self.config.borrow().clone()
+    }
+
+    /// Waits until the first IPPool has been applied and returns the configuration handle.
+    pub async fn configured(&self) -> ConfigHandle {
+        let mut rx = self.config.subscribe();
+        loop {
+            if let Some(handle) = rx.borrow_and_update().clone() {
+                return handle;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `self`, so this cannot happen while we are borrowed.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The table being served.
+    pub fn table(&self) -> Table {
+        self.lock().table.clone()
+    }
+
+    /// The options being served, if any.
+    pub fn options(&self) -> Option<LeaseOptions> {
+        self.lock().options.clone()
+    }
+
+    /// The last applied IPPool.
+    pub fn pool(&self) -> Option<IPPool> {
+        self.lock().pool.clone()
+    }
+
+    /// NTP host names of the current options.
+    pub fn ntp_hosts(&self) -> Vec<String> {
+        self.lock()
+            .options
+            .as_ref()
+            .map(options::ntp_hosts)
+            .unwrap_or_default()
+    }
+
+    /// Serves `pool`: its options become the configuration of the next reply and its
+    /// allocations the lease table, swapped in at once. A paused pool serves no leases.
+    ///
+    /// # Errors
+    /// When the spec cannot be served (bad CIDR or server IP, or options `dhcp-server`
+    /// rejects); nothing changes then.
+    pub fn apply(&self, pool: &IPPool) -> Result<Applied, Error> {
+        let name = pool_name(pool);
+        let opts =
+            LeaseOptions::from_spec(&pool.spec.ipv4_config).map_err(|source| Error::Pool {
+                pool: name.clone(),
+                source,
+            })?;
+        let mut inner = self.lock();
+        let config = options::config(&opts, &inner.ntp).map_err(|source| Error::Config {
+            pool: name.clone(),
+            source,
+        })?;
+        let paused = pool.is_paused();
+        let (table, skipped) = if paused {
+            (Table::default(), Vec::new())
+        } else {
+            Table::from_pool(pool)
+        };
+        let changes = inner.table.diff(&table);
+        self.store_config(config);
+        table.install(&self.leases);
+        let ignored = opts
+            .ignored
+            .iter()
+            .map(|i| (i.field.clone(), i.value.clone()))
+            .collect();
+        inner.table = table;
+        inner.options = Some(opts);
+        inner.pool = Some(pool.clone());
+        metrics::leases(inner.table.len());
+        Ok(Applied {
+            changes,
+            skipped,
+            ignored,
+            paused,
+        })
+    }
+
+    /// Stops serving any lease (the IPPool was deleted). The configuration stays.
+    pub fn clear(&self) -> Changes {
+        let mut inner = self.lock();
+        let changes = inner.table.diff(&Table::default());
+        inner.table = Table::default();
+        inner.pool = None;
+        Table::default().install(&self.leases);
+        metrics::leases(0);
+        changes
+    }
+
+    /// Records a fresh NTP resolution and rebuilds the configuration with it. Returns whether
+    /// the served NTP addresses changed.
+    pub fn set_ntp(&self, host: &str, addrs: Vec<Ipv4Addr>) -> bool {
+        let mut inner = self.lock();
+        if inner.ntp.get(host) == Some(&addrs) {
+            return false;
+        }
+        inner.ntp.insert(host.to_owned(), addrs);
+        let Some(opts) = inner.options.clone() else {
+            return true;
+        };
+        match options::config(&opts, &inner.ntp) {
+            Ok(config) => self.store_config(config),
+            // The options were accepted before; a new NTP address cannot make them invalid,
+            // but if it did, the previous configuration keeps serving.
+            Err(e) => tracing::warn!(error = %e, "NTP change not applied"),
+        }
+        true
+    }
+
+    /// The resolved NTP addresses.
+    pub fn resolved_ntp(&self) -> BTreeMap<String, Vec<Ipv4Addr>> {
+        self.lock().ntp.clone()
+    }
+
+    fn store_config(&self, config: dhcp_server::Config) {
+        self.config.send_modify(|slot| match slot {
+            Some(handle) => handle.store(config),
+            None => *slot = Some(ConfigHandle::new(config)),
+        });
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // The state is replaced whole under the lock, so a panic elsewhere cannot leave it
+        // half-updated; keep serving.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `<namespace>/<name>` of a pool, for messages.
+pub fn pool_name(pool: &IPPool) -> String {
+    format!(
+        "{}/{}",
+        pool.metadata.namespace.as_deref().unwrap_or("default"),
+        pool.metadata.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Logs what an apply did, at the level it deserves.
+pub fn log_applied(pool: &str, applied: &Applied) {
+    for (field, value) in &applied.ignored {
+        tracing::warn!(pool, field, value, "spec entry cannot be sent; left out");
+    }
+    for skipped in &applied.skipped {
+        tracing::warn!(pool, "{skipped}; not served");
+    }
+    for (mac, ip) in &applied.changes.added {
+        tracing::info!(pool, %mac, %ip, "lease added");
+    }
+    for (mac, old, new) in &applied.changes.changed {
+        tracing::info!(pool, %mac, %old, %new, "lease moved");
+    }
+    for (mac, ip) in &applied.changes.removed {
+        tracing::info!(pool, %mac, %ip, "lease removed");
+    }
+    if applied.paused {
+        tracing::info!(pool, "pool is paused: no leases served");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcp_server::MacAddr;
+    use serde_json::json;
+
+    fn pool(dns: &str, allocated: &serde_json::Value) -> IPPool {
+        serde_json::from_value(json!({
+            "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
+            "metadata": {"name": "net-48", "namespace": "default"},
+            "spec": {"networkName": "default/net-48", "ipv4Config": {
+                "cidr": "192.168.48.0/24", "serverIP": "192.168.48.77", "dns": [dns],
+                "ntp": ["ntp.example.test"],
+                "pool": {"start": "192.168.48.81", "end": "192.168.48.90"}}},
+            "status": {"ipv4": {"used": 1, "available": 9, "allocated": allocated}}
+        }))
+        .expect("fixture IPPool")
+    }
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().expect("fixture MAC")
+    }
+
+    #[tokio::test]
+    async fn first_apply_configures_later_applies_swap_options_and_leases() {
+        let served = Served::new();
+        assert!(served.config().is_none());
+        served
+            .apply(&pool(
+                "1.1.1.1",
+                &json!({"192.168.48.84": "ca:70:82:e6:84:6e"}),
+            ))
+            .expect("applies");
+        let handle = served.configured().await;
+        assert_eq!(
+            handle.current().encoded_option(6),
+            Some(&[6, 4, 1, 1, 1, 1][..])
+        );
+        let applied = served
+            .apply(&pool(
+                "8.8.8.8",
+                &json!({"192.168.48.85": "ca:70:82:e6:84:6e"}),
+            ))
+            .expect("applies");
+        // Same handle, new snapshot: a running server sees it on its next reply.
+        assert_eq!(
+            handle.current().encoded_option(6),
+            Some(&[6, 4, 8, 8, 8, 8][..])
+        );
+        assert_eq!(applied.changes.changed.len(), 1);
+        assert_eq!(
+            served
+                .leases()
+                .get(mac("ca:70:82:e6:84:6e"))
+                .map(|l| l.addr()),
+            Some("192.168.48.85".parse().expect("ip"))
+        );
+    }
+
+    #[test]
+    fn an_unservable_pool_changes_nothing() {
+        let served = Served::new();
+        served
+            .apply(&pool(
+                "1.1.1.1",
+                &json!({"192.168.48.84": "ca:70:82:e6:84:6e"}),
+            ))
+            .expect("applies");
+        let mut bad = pool("1.1.1.1", &json!({}));
+        bad.spec.ipv4_config.server_ip = "not-an-ip".into();
+        let err = served.apply(&bad).expect_err("bad serverIP");
+        assert!(err.to_string().contains("default/net-48"), "{err}");
+        assert!(err.to_string().contains("not-an-ip"), "{err}");
+        assert_eq!(served.leases().len(), 1);
+    }
+
+    #[test]
+    fn paused_pools_and_deleted_pools_serve_nothing() {
+        let served = Served::new();
+        let mut p = pool("1.1.1.1", &json!({"192.168.48.84": "ca:70:82:e6:84:6e"}));
+        served.apply(&p).expect("applies");
+        p.spec.paused = Some(true);
+        let applied = served.apply(&p).expect("applies");
+        assert!(applied.paused);
+        assert!(served.leases().is_empty());
+        p.spec.paused = None;
+        served.apply(&p).expect("applies");
+        assert_eq!(served.leases().len(), 1);
+        let removed = served.clear();
+        assert_eq!(removed.removed.len(), 1);
+        assert!(served.leases().is_empty());
+    }
+
+    #[test]
+    fn ntp_resolution_rebuilds_the_config() {
+        let served = Served::new();
+        served.apply(&pool("1.1.1.1", &json!({}))).expect("applies");
+        assert_eq!(served.ntp_hosts(), ["ntp.example.test"]);
+        let handle = served.config().expect("configured");
+        assert_eq!(handle.current().encoded_option(42), None);
+        assert!(served.set_ntp("ntp.example.test", vec!["10.1.2.3".parse().expect("ip")]));
+        assert_eq!(
+            handle.current().encoded_option(42),
+            Some(&[42, 4, 10, 1, 2, 3][..])
+        );
+        assert!(!served.set_ntp("ntp.example.test", vec!["10.1.2.3".parse().expect("ip")]));
+    }
+}

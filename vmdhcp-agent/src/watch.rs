@@ -1,0 +1,221 @@
+//! Kubernetes mode's source: a kube-runtime watcher on the one IPPool. The initial list fills
+//! the lease table (upstream ignored it and served nothing after a restart until the pool
+//! happened to change), every later version replaces it, and a failing watch never touches
+//! it: the watcher reconnects with backoff while the last table keeps serving.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+use vmdhcp_api::ippool::IPPool;
+
+use crate::error::Error;
+use crate::metrics;
+use crate::state::{self, Served};
+
+/// What to do with the served state after a watcher event. Pure: see [`Sync::handle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Serve this version of the pool.
+    Apply(Box<IPPool>),
+    /// A complete list came back and this version of the pool is in it: serve it and count
+    /// the agent as synced.
+    ApplyListed(Box<IPPool>),
+    /// A complete list came back without the pool: keep serving what we have, say so.
+    Missing,
+    /// The pool was deleted: stop answering.
+    Clear,
+}
+
+/// Turns watcher events for the pool `name` into [`Action`]s, buffering the initial list so
+/// the table is replaced once, atomically, when it is complete.
+#[derive(Debug, Default)]
+pub struct Sync {
+    name: String,
+    /// The pool found so far by the initial list in progress, if any.
+    listed: Option<IPPool>,
+}
+
+impl Sync {
+    /// A sync for the pool called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            listed: None,
+        }
+    }
+
+    /// The action an event calls for, if any. Events about other objects are ignored (the
+    /// watch is filtered by name; this guards against a server that ignores the selector).
+    pub fn handle(&mut self, event: Event<IPPool>) -> Option<Action> {
+        match event {
+            Event::Init => {
+                self.listed = None;
+                None
+            }
+            Event::InitApply(pool) => {
+                if self.is_ours(&pool) {
+                    self.listed = Some(pool);
+                }
+                None
+            }
+            Event::InitDone => Some(match self.listed.take() {
+                Some(pool) => Action::ApplyListed(Box::new(pool)),
+                None => Action::Missing,
+            }),
+            Event::Apply(pool) if self.is_ours(&pool) => Some(Action::Apply(Box::new(pool))),
+            Event::Delete(pool) if self.is_ours(&pool) => Some(Action::Clear),
+            Event::Apply(_) | Event::Delete(_) => None,
+        }
+    }
+
+    fn is_ours(&self, pool: &IPPool) -> bool {
+        pool.metadata.name.as_deref() == Some(self.name.as_str())
+    }
+}
+
+/// Carries out `action` on `served`. Returns whether the options may have changed (so NTP
+/// names should be resolved again).
+pub fn perform(action: Action, served: &Served, ready: &AtomicBool, pool_ref: &str) -> bool {
+    match action {
+        Action::Apply(pool) => apply(&pool, served),
+        Action::ApplyListed(pool) => {
+            let applied = apply(&pool, served);
+            if applied && !ready.swap(true, Ordering::AcqRel) {
+                metrics::ready(true);
+                tracing::info!(
+                    pool = pool_ref,
+                    leases = served.leases().len(),
+                    "first sync complete"
+                );
+            }
+            applied
+        }
+        Action::Missing => {
+            tracing::warn!(
+                pool = pool_ref,
+                leases = served.leases().len(),
+                "IPPool not found; serving the last known table"
+            );
+            false
+        }
+        Action::Clear => {
+            let removed = served.clear();
+            tracing::warn!(
+                pool = pool_ref,
+                removed = removed.removed.len(),
+                "IPPool deleted; no leases served"
+            );
+            false
+        }
+    }
+}
+
+fn apply(pool: &IPPool, served: &Served) -> bool {
+    let name = state::pool_name(pool);
+    match served.apply(pool) {
+        Ok(applied) => {
+            metrics::sync(true);
+            state::log_applied(&name, &applied);
+            true
+        }
+        Err(e) => {
+            metrics::sync(false);
+            tracing::error!("{e}; still serving the previous version");
+            false
+        }
+    }
+}
+
+/// Watches `namespace/name` until `stop`, feeding `served`. `options_changed` is notified
+/// after every applied version (the NTP resolver listens).
+pub async fn follow(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    served: &Served,
+    ready: &AtomicBool,
+    options_changed: &tokio::sync::Notify,
+    stop: CancellationToken,
+) {
+    let api: Api<IPPool> = Api::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut sync = Sync::new(name);
+    let pool_ref = format!("{namespace}/{name}");
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            next = events.next() => next,
+        };
+        match next {
+            Some(Ok(event)) => {
+                if let Some(action) = sync.handle(event)
+                    && perform(action, served, ready, &pool_ref)
+                {
+                    options_changed.notify_one();
+                }
+            }
+            Some(Err(e)) => {
+                metrics::source_error();
+                tracing::warn!(
+                    pool = %pool_ref,
+                    error = %e,
+                    leases = served.leases().len(),
+                    "IPPool watch failed; retrying with backoff, serving the last table"
+                );
+            }
+            None => return,
+        }
+    }
+}
+
+/// `<namespace>/<name>` from `--ippool-ref`.
+///
+/// # Errors
+/// [`Error::PoolRef`] naming the value.
+pub fn parse_ref(value: &str) -> Result<(String, String), Error> {
+    match value.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(Error::PoolRef {
+            value: value.to_owned(),
+        }),
+    }
+}
+
+/// A client from `--kubeconfig` (when the file exists) and `--kubecontext`, else the
+/// in-cluster configuration, else the default kubeconfig — upstream's order.
+///
+/// # Errors
+/// [`Error::Kube`] saying which configuration failed.
+pub async fn client(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Client, Error> {
+    let options = kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let config = match kubeconfig.filter(|p| p.is_file()) {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(&path)
+                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?
+        }
+        None => match kube::Config::incluster() {
+            Ok(config) => config,
+            Err(_) => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::Kube(format!("no in-cluster config and {e}")))?,
+        },
+    };
+    Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
