@@ -1,4 +1,4 @@
-//! The dhcp examples keep working: each test runs a built example binary (cargo builds
+//! The examples keep working: each test runs a built example binary (cargo builds
 //! examples along with the tests) and checks what it prints. The veth demo needs root; without
 //! it those tests print `skipping: <reason>` and pass, and the refusal itself is checked.
 
@@ -230,4 +230,66 @@ fn embed_example_serves_itself_on_loopback_and_applies_changes() {
     );
     assert!(stdout.contains("event: offered 127.0.0.50"), "{all}");
     assert!(stdout.contains("stopped"), "{all}");
+}
+
+/// The README's first command: the agent in standalone mode leases to a real client.
+fn agent_demo(args: &[&str], client: &str) {
+    let child = Command::new(example("agent_veth"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start agent_veth");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("agent_veth runs");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("client: {client}")), "{all}");
+    let lease = stdout
+        .lines()
+        .find(|l| l.starts_with("lease: "))
+        .unwrap_or_else(|| panic!("no lease line\n{all}"));
+    assert_eq!(
+        lease,
+        "lease: address 10.98.0.50 mask 255.255.255.0 router 10.98.0.1 dns 10.98.0.53 \
+         domain demo.test lease time 3600 s server 10.98.0.1",
+        "{all}"
+    );
+    // The address came from the vmnetcfg in the file, allocated by the agent.
+    assert!(
+        stdout.contains("lease added") && stdout.contains("mac=02:00:00:98:00:01 ip=10.98.0.50"),
+        "{all}"
+    );
+    assert!(
+        stdout.contains("acked 10.98.0.50 to 02:00:00:98:00:01"),
+        "{all}"
+    );
+    assert!(stdout.contains("removed netns"), "{all}");
+    let prefix = format!("vmdhcp-agent-demo-{pid}-");
+    let listed = run(Command::new("ip").args(["netns", "list"]));
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(&prefix),
+        "namespaces left behind"
+    );
+}
+
+#[test]
+fn agent_demo_leases_to_udhcpc() {
+    if let Some(reason) = veth_unsupported() {
+        return skip(&reason);
+    }
+    let Some(udhcpc) = find("udhcpc") else {
+        return skip("udhcpc (busybox) is not installed; the built-in client test still runs");
+    };
+    agent_demo(&[], &udhcpc.display().to_string());
+}
+
+#[test]
+fn agent_demo_leases_to_the_builtin_client() {
+    if let Some(reason) = veth_unsupported() {
+        return skip(&reason);
+    }
+    agent_demo(&["--builtin-client"], "built-in");
 }

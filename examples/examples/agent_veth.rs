@@ -1,0 +1,200 @@
+//! The main demo: `vmdhcp-agent` in standalone mode serves an IPPool YAML file — the same
+//! objects a user would `kubectl apply`, no Kubernetes anywhere — to a real DHCP client across
+//! a veth pair between two network namespaces, and the example prints the lease the client got.
+//!
+//! The file holds an IPPool and a VirtualMachineNetworkConfig for the client's MAC; the agent
+//! allocates the VM its address with `ipam` (the lowest free one, `10.98.0.50`) and answers with
+//! the pool's router, DNS, domain and lease time.
+//!
+//! Run (root: network namespaces need `CAP_SYS_ADMIN` and `CAP_NET_ADMIN`):
+//!
+//! ```sh
+//! cargo run -p vmdhcp-examples --example agent_veth                 # as root
+//! sudo target/debug/examples/agent_veth --builtin-client   # skip udhcpc
+//! sudo target/debug/examples/agent_veth --keep             # keep serving; edit the file live
+//! ```
+//!
+//! It creates `vmdhcp-agent-demo-<pid>-srv` and `…-cli` and removes them, with anything running
+//! inside, when it ends: on success, on error and on Ctrl-C. Only private addresses inside those
+//! two namespaces are used; nothing leaves the machine.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dhcp_server::{MacAddr, SocketConfig};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use vmdhcp_agent::{Agent, Dhcp, Source};
+use vmdhcp_examples::client::{builtin_client, udhcpc_once};
+use vmdhcp_examples::netns::{
+    CLIENT_IF, CLIENT_MAC, Result, SERVER_ADDR, SERVER_IF, Topology, find, unsupported,
+};
+
+const USAGE: &str = "usage: agent_veth [--builtin-client] [--keep]";
+
+/// The file the agent serves: `{mac}` is the client's MAC.
+const POOL_YAML: &str = "\
+apiVersion: network.harvesterhci.io/v1alpha1
+kind: IPPool
+metadata:
+  name: demo-net
+  namespace: default
+spec:
+  networkName: default/demo-net
+  ipv4Config:
+    serverIP: 10.98.0.1
+    cidr: 10.98.0.0/24
+    pool:
+      start: 10.98.0.50
+      end: 10.98.0.99
+    router: 10.98.0.1
+    dns:
+      - 10.98.0.53
+    domainName: demo.test
+    leaseTime: 3600
+---
+apiVersion: network.harvesterhci.io/v1alpha1
+kind: VirtualMachineNetworkConfig
+metadata:
+  name: demo-vm
+  namespace: default
+spec:
+  vmName: demo-vm
+  networkConfigs:
+    - networkName: default/demo-net
+      macAddress: {mac}
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let builtin = args.iter().any(|a| a == "--builtin-client");
+    let keep = args.iter().any(|a| a == "--keep");
+    if let Some(other) = args
+        .iter()
+        .find(|a| !matches!(a.as_str(), "--builtin-client" | "--keep"))
+    {
+        eprintln!("unknown argument {other}; {USAGE}");
+        return ExitCode::from(2);
+    }
+    if let Some(reason) = unsupported() {
+        eprintln!(
+            "agent_veth cannot run: {reason}. Run it as root, e.g.\n  sudo {}",
+            std::env::args()
+                .next()
+                .unwrap_or_else(|| "agent_veth".into())
+        );
+        return ExitCode::FAILURE;
+    }
+    // The agent's own log lines (loaded, allocated, offered, acked) are part of the demo.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The topology lives outside the async part, so it is removed whichever way that ends.
+    let topology = match Topology::create("vmdhcp-agent-demo") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot create the namespaces: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "created netns {} ({SERVER_IF} {SERVER_ADDR}/24) and {} ({CLIENT_IF} {}, no address)",
+        topology.server,
+        topology.client,
+        MacAddr::new(CLIENT_MAC)
+    );
+    let result = runtime.block_on(async {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let stop = async {
+            tokio::select! {
+                _ = interrupt.recv() => "interrupted",
+                _ = terminate.recv() => "terminated",
+            }
+        };
+        demo(&topology, builtin, keep, stop).await
+    });
+    drop(runtime);
+    drop(topology);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent_veth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the pool file, starts the agent on it, runs the client and prints the lease.
+async fn demo(
+    t: &Topology,
+    builtin: bool,
+    keep: bool,
+    stop: impl Future<Output = &'static str>,
+) -> Result<()> {
+    tokio::pin!(stop);
+    let file = t.scratch.join("ippool.yaml");
+    let mac = MacAddr::new(CLIENT_MAC).to_string();
+    std::fs::write(&file, POOL_YAML.replace("{mac}", &mac))?;
+    println!(
+        "agent: standalone, --ippool-file {} --nic {SERVER_IF}",
+        file.display()
+    );
+
+    let socket = t.bind_server(&SocketConfig::new().interface(SERVER_IF))?;
+    let agent = Agent::new(Source::File(file.clone()), Dhcp::Socket(socket));
+    let served = agent.served.clone();
+    let shutdown = CancellationToken::new();
+    let mut running = tokio::spawn(agent.run(shutdown.clone()));
+    // The file is loaded before the agent answers; a bad file ends `run` at once.
+    tokio::select! {
+        _ = served.configured() => {}
+        ended = &mut running => return Err(format!("the agent stopped: {:?}", ended?).into()),
+    }
+
+    let udhcpc = if builtin { None } else { find("udhcpc") };
+    let client = async {
+        if let Some(udhcpc) = udhcpc {
+            println!("client: {} in {}", udhcpc.display(), t.client);
+            udhcpc_once(t, &udhcpc).await
+        } else {
+            println!("client: built-in (dhcproto over UDP) in {}", t.client);
+            builtin_client(t).await
+        }
+    };
+    let lease = tokio::select! {
+        got = client => got?,
+        why = &mut stop => return Err(why.into()),
+        ended = &mut running => return Err(format!("the agent stopped: {:?}", ended?).into()),
+    };
+    // Let the agent log the ACK before the lease is printed.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    println!("lease: {lease}");
+
+    if keep {
+        println!(
+            "serving until Ctrl-C. Edit {} (the agent reloads it within a second), then ask \
+             again: ip netns exec {} udhcpc -f -q -i {CLIENT_IF}",
+            file.display(),
+            t.client
+        );
+        println!("{}", stop.await);
+    }
+    shutdown.cancel();
+    running.await??;
+    Ok(())
+}
