@@ -46,19 +46,26 @@ pub fn router(endpoints: Endpoints) -> Router {
     router.with_state(endpoints)
 }
 
-/// Serves `router` on `addr` until `stop`.
+/// Binds `addr` now, so a taken port fails the agent's start rather than a background task,
+/// and returns the server to spawn: it serves `router` until `stop`.
 ///
 /// # Errors
 /// [`Error::Http`] when the address cannot be bound.
-pub async fn serve(addr: SocketAddr, router: Router, stop: CancellationToken) -> Result<(), Error> {
+pub async fn bind(
+    addr: SocketAddr,
+    router: Router,
+    stop: CancellationToken,
+) -> Result<impl Future<Output = Result<(), Error>>, Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Http { addr, source })?;
     tracing::info!(%addr, "HTTP endpoints listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(|source| Error::Http { addr, source })
+    Ok(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .map_err(|source| Error::Http { addr, source })
+    })
 }
 
 async fn readyz(State(e): State<Endpoints>) -> Response {

@@ -10,7 +10,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.log_filter()));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colour only on a terminal: pod logs and journald get plain text.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
         Err(e) => {

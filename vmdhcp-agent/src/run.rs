@@ -105,7 +105,7 @@ impl Agent {
                 metrics: prometheus,
                 cache_dump,
             });
-            tasks.spawn(serve_http(addr, router, stop.clone()).await?);
+            tasks.spawn(http::bind(addr, router, stop.clone()).await?);
         }
         start_source(source, &mut tasks, &served, &ready, &options_changed, &stop)?;
 
@@ -152,24 +152,6 @@ impl Agent {
         }
         result
     }
-}
-
-/// Binds the HTTP port now, so a taken port fails the start instead of a background task,
-/// and returns the server to spawn.
-async fn serve_http(
-    addr: SocketAddr,
-    router: axum::Router,
-    stop: CancellationToken,
-) -> Result<impl Future<Output = Result<(), Error>>, Error> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Http { addr, source })?;
-    Ok(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .map_err(|source| Error::Http { addr, source })
-    })
 }
 
 /// Starts following the source. A file is loaded before this returns (a bad file fails the
