@@ -1,3 +1,43 @@
 //! # Layout
 //!
-//! (under construction)
+//! `vmdhcp-controller` allocates addresses to VM NICs from IPPools and runs one DHCP agent
+//! Pod per IPPool — Harvester's `vm-dhcp-controller`, same objects, names and messages
+//! (spec/upstream.md §3), with its defects fixed.
+//!
+//! Pure decisions (table-tested):
+//! - [`pool_plan`] — an IPPool's conditions, agent Pod actions, counters, orphans.
+//! - [`agent_pod`] — the agent Pod, and node-loss detection.
+//! - [`alloc`] — per-NIC allocation against the pool status; [`Allocators`](alloc::Allocators).
+//! - [`netcfg_plan`] — a vmnetcfg's stale entries and resulting status.
+//! - [`kubevirt`] — a VM's desired NICs and the VM reconciler's step.
+//! - [`leader`] — client-go's Lease protocol ([`decide`](leader::decide)).
+//!
+//! Kubernetes glue: [`reconcile`] (the three reconcilers), [`context`] (shared state and the
+//! conflict-safe IPPool status write), [`crds`], [`http`], [`metrics`], [`run`]; [`cli`].
+//!
+//! # Fixed against upstream
+//! The allocator is rebuilt from the status it writes, and every status write carries the
+//! `resourceVersion` it read and is retried on conflict: two VMs created at once never share an
+//! address, and a restart changes nothing. Allocation is deterministic (lowest free; a paused
+//! VM's previous address when still free). One NIC's failure does not block the others; NICs on
+//! networks without an IPPool are left alone. Orphaned allocations are collected. NAD labels
+//! are removed with their pool. Agent Pods on lost nodes are replaced. Stale metric series go
+//! away. NIC order is deterministic.
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod agent_pod;
+pub mod alloc;
+pub mod cli;
+pub mod context;
+pub mod crds;
+pub mod error;
+pub mod http;
+pub mod kubevirt;
+pub mod leader;
+pub mod metrics;
+pub mod netcfg_plan;
+pub mod pool_plan;
+pub mod reconcile;
+pub mod run;
+
+pub use error::Error;

@@ -1,0 +1,131 @@
+//! What every reconcile shares: the client, the settings, the caches, the allocators, the
+//! event recorder and the gauges; and the one place IPPool statuses are written.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource};
+use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
+
+use crate::alloc::Allocators;
+use crate::error::Error;
+use crate::metrics::Registry;
+use crate::pool_plan::AgentSettings;
+
+/// How often a status write is tried again after a conflict before the reconcile gives up
+/// and is requeued.
+pub const WRITE_ATTEMPTS: u32 = 8;
+
+/// The shared state of the reconcilers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Agent settings from the flags.
+    pub settings: AgentSettings,
+    /// IPPools as watched.
+    pub pools: Store<IPPool>,
+    /// vmnetcfgs as watched.
+    pub vmnetcfgs: Store<VirtualMachineNetworkConfig>,
+    /// Rebuilt allocators.
+    pub allocators: Mutex<Allocators>,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// The gauges.
+    pub metrics: Arc<Registry>,
+    /// Set once both caches have listed everything (orphan collection needs complete lists).
+    pub synced: std::sync::atomic::AtomicBool,
+}
+
+impl Context {
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::debug!("could not publish event {reason}: {e}");
+        }
+    }
+
+    fn allocators(&self) -> std::sync::MutexGuard<'_, Allocators> {
+        self.allocators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the IPPool `ns/name` fresh from the API server, lets `change` edit it and its
+    /// allocator, and writes the status back with the `resourceVersion` it read — retrying
+    /// from a fresh read on every conflict, so that concurrent writers (other vmnetcfgs, the
+    /// IPPool reconciler, another controller during a migration) never lose an allocation or
+    /// hand one address out twice. `change` must be repeatable: it runs once per attempt.
+    ///
+    /// # Errors
+    /// What `change` returns, API errors, or [`Error::Contended`] after [`WRITE_ATTEMPTS`].
+    pub async fn update_pool<T>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut change: impl FnMut(&mut IPPool, &mut ipam::Pool) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
+        for attempt in 1..=WRITE_ATTEMPTS {
+            let mut pool = api
+                .get(name)
+                .await
+                .map_err(|e| Error::kube(format!("get ippool {namespace}/{name}"), e))?;
+            let mut ipam = self.allocators().take(&pool).map_err(|source| Error::Api {
+                object: format!("ippool {namespace}/{name}"),
+                source,
+            })?;
+            let before = pool.status.clone();
+            let out = change(&mut pool, &mut ipam)?;
+            if pool.status == before {
+                self.allocators().put(&pool, ipam);
+                return Ok(out);
+            }
+            let status = pool.status.get_or_insert_with(Default::default);
+            vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &ipam);
+            vmdhcp_api::status::touch(status, Timestamp::now());
+            match api
+                .replace_status(name, &PostParams::default(), &pool)
+                .await
+            {
+                Ok(written) => {
+                    self.allocators().put(&written, ipam);
+                    return Ok(out);
+                }
+                Err(e) if crate::error::is_status(&e, 409) => {
+                    tracing::debug!(pool = %format!("{namespace}/{name}"), attempt, "status conflict; reading again");
+                    // Spread concurrent writers out a little.
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 20)).await;
+                }
+                Err(e) => {
+                    return Err(Error::kube(
+                        format!("write ippool {namespace}/{name} status"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(Error::Contended {
+            object: format!("ippool {namespace}/{name}"),
+            attempts: WRITE_ATTEMPTS,
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! The controller's error type. Handler failures that upstream reports in conditions keep
+//! upstream's text ([`UpstreamError`]); the rest name the object and value at fault.
+
+use vmdhcp_api::message::UpstreamError;
+
+/// Everything a reconcile or the process can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A handler outcome with upstream's wording (goes into a condition message as is).
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// An object that does not parse or convert (bad CIDR, bad allocation entry, bad MAC).
+    #[error("{object}: {source}")]
+    Api {
+        /// `kind ns/name` of the object.
+        object: String,
+        /// What is wrong.
+        source: vmdhcp_api::Error,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done, naming the object.
+        action: String,
+        /// The API error.
+        source: kube::Error,
+    },
+    /// Several NICs failed; each message names its NIC.
+    #[error("{}", .0.join("; "))]
+    Nics(Vec<String>),
+    /// Writing a status kept conflicting with other writers.
+    #[error("{object}: status kept changing under us ({attempts} attempts); will retry")]
+    Contended {
+        /// `kind ns/name`.
+        object: String,
+        /// How many writes were tried.
+        attempts: u32,
+    },
+    /// Kubernetes client configuration.
+    #[error("kubernetes configuration: {0}")]
+    Config(String),
+    /// The HTTP endpoints could not be served.
+    #[error("HTTP endpoints on {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The metrics recorder could not be installed.
+    #[error("metrics: {0}")]
+    Metrics(String),
+    /// This replica lost the leader-election lease.
+    #[error("lost the leader-election lease {0}")]
+    LostLease(String),
+}
+
+impl Error {
+    /// Wraps a kube error with what was being done.
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Self::Kube {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// Whether this is an optimistic-concurrency conflict (HTTP 409 on a write).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Kube { source, .. } if is_status(source, 409))
+    }
+
+    /// The text a condition shows: upstream's message for handler outcomes; the API server's
+    /// own message for API errors (e.g. `pods "x" not found`, as upstream).
+    pub fn condition_message(&self) -> String {
+        match self {
+            Self::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => status.message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Whether `e` is an API error with HTTP status `code`.
+pub fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}

@@ -1,0 +1,349 @@
+//! IPPool reconciler: NAD back-labels, agent Pod, conditions, counters, orphan collection;
+//! cleanup on deletion (finalizer `wrangler.cattle.io/vm-dhcp-ippool-controller`, the Go
+//! controller's, so pools it created are released by us).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use vmdhcp_api::consts::{FINALIZER_IPPOOL, LABEL_IPPOOL_NAME, LABEL_IPPOOL_NAMESPACE};
+use vmdhcp_api::ippool::IPPool;
+
+use crate::context::{Context, WRITE_ATTEMPTS};
+use crate::error::{Error, is_status};
+use crate::metrics::PoolSeries;
+use crate::pool_plan::{self, NadSeen, Observed, PoolAction};
+
+/// Re-run every pool this often: orphan collection and node checks need no event.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// The NAD resource (`k8s.cni.cncf.io/v1`), read and written as a dynamic object so that
+/// fields this controller does not know survive an update.
+pub fn nad_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition"),
+        "network-attachment-definitions",
+    )
+}
+
+/// Reconciles one IPPool.
+///
+/// # Errors
+/// API errors and conflicts that persisted; the controller requeues.
+pub async fn reconcile(pool: Arc<IPPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = pool.namespace().unwrap_or_default();
+    let api: Api<IPPool> = Api::namespaced(ctx.client.clone(), &ns);
+    Box::pin(finalizer(&api, FINALIZER_IPPOOL, pool, |event| async {
+        match event {
+            Event::Apply(pool) => Box::pin(apply(&pool, &ctx)).await,
+            Event::Cleanup(pool) => cleanup(&pool, &ctx).await,
+        }
+    }))
+    .await
+    .map_err(super::from_finalizer)
+}
+
+async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
+    let ns = pool.namespace().unwrap_or_default();
+    let name = pool.name_any();
+    let api: Api<IPPool> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut current = pool.clone();
+    for _ in 0..WRITE_ATTEMPTS {
+        let seen = observe(&current, ctx).await?;
+        let mut plan = pool_plan::plan(&current, &seen, &ctx.settings, Timestamp::now());
+        for action in std::mem::take(&mut plan.actions) {
+            execute(&current, action, &mut plan.status, ctx).await?;
+        }
+        match &plan.ipam {
+            Some(ipam) => ctx.metrics.set_pool(
+                &format!("{ns}/{name}"),
+                PoolSeries {
+                    cidr: current.spec.ipv4_config.cidr.clone(),
+                    network: current.spec.network_name.clone(),
+                    used: ipam.used(),
+                    available: ipam.available(),
+                },
+            ),
+            None => ctx.metrics.remove_pool(&format!("{ns}/{name}")),
+        }
+        if current.is_paused() {
+            ctx.allocators
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .forget(&ns, &name);
+        }
+        if current.status.as_ref() == Some(&plan.status) {
+            return Ok(requeue_after(&plan.status));
+        }
+        let mut next = current.clone();
+        next.status = Some(plan.status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &next)
+            .await
+        {
+            Ok(_) => {
+                if !plan.released.is_empty() {
+                    let ips: Vec<String> = plan.released.iter().map(ToString::to_string).collect();
+                    ctx.event(
+                        &current,
+                        EventType::Normal,
+                        "OrphansReleased",
+                        "Release",
+                        format!(
+                            "released {} (their MACs belong to no VirtualMachineNetworkConfig)",
+                            ips.join(", ")
+                        ),
+                    )
+                    .await;
+                }
+                return Ok(requeue_after(&plan.status));
+            }
+            Err(e) if is_status(&e, 409) => {
+                current = api
+                    .get(&name)
+                    .await
+                    .map_err(|e| Error::kube(format!("get ippool {ns}/{name}"), e))?;
+            }
+            Err(e) => return Err(Error::kube(format!("write ippool {ns}/{name} status"), e)),
+        }
+    }
+    Err(Error::Contended {
+        object: format!("ippool {ns}/{name}"),
+        attempts: WRITE_ATTEMPTS,
+    })
+}
+
+/// Soon while the agent is not ready (its node is not watched), else the periodic resync.
+fn requeue_after(status: &vmdhcp_api::ippool::IPPoolStatus) -> Action {
+    let ready =
+        vmdhcp_api::condition::is_true(&status.conditions, vmdhcp_api::consts::COND_AGENT_READY);
+    Action::requeue(if ready {
+        RESYNC
+    } else {
+        Duration::from_secs(30)
+    })
+}
+
+async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
+    let mut seen = Observed::default();
+    if let Ok(network) = pool.network() {
+        let nads: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &network.namespace, &nad_resource());
+        seen.nad = Some(match nads.get_opt(&network.name).await {
+            Ok(Some(nad)) => NadSeen::Found(nad.labels().clone()),
+            Ok(None) => NadSeen::Missing(
+                vmdhcp_api::message::UpstreamError::NadNotFound {
+                    name: network.name.clone(),
+                }
+                .to_string(),
+            ),
+            Err(e) => {
+                return Err(Error::kube(
+                    format!("get network attachment definition {network}"),
+                    e,
+                ));
+            }
+        });
+    }
+    if !ctx.settings.no_agent {
+        let pod_name = pool
+            .status
+            .as_ref()
+            .and_then(|s| s.agent_pod_ref.as_ref())
+            .map_or_else(
+                || {
+                    vmdhcp_api::agent::agent_pod_name(
+                        &pool.namespace().unwrap_or_default(),
+                        &pool.name_any(),
+                    )
+                },
+                |r| r.name.clone(),
+            );
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+        seen.pod = pods
+            .get_opt(&pod_name)
+            .await
+            .map_err(|e| Error::kube(format!("get agent pod {pod_name}"), e))?;
+        let node_name = seen
+            .pod
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.node_name.clone());
+        if let (Some(node_name), Some(_)) = (node_name, ctx.settings.node_grace) {
+            let nodes: Api<Node> = Api::all(ctx.client.clone());
+            match nodes.get_opt(&node_name).await {
+                Ok(node) => seen.node = Some(node),
+                // Without permission to read nodes, replacement is simply off.
+                Err(e) => tracing::debug!("cannot read node {node_name}: {e}"),
+            }
+        }
+    }
+    if ctx.synced.load(std::sync::atomic::Ordering::Acquire) {
+        seen.orphans = pool_plan::orphans(pool, &ctx.vmnetcfgs.state());
+    }
+    Ok(seen)
+}
+
+async fn execute(
+    pool: &IPPool,
+    action: PoolAction,
+    status: &mut vmdhcp_api::ippool::IPPoolStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    match action {
+        PoolAction::LabelNad(labels) => label_nad(pool, labels, ctx).await,
+        PoolAction::CreatePod(pod) => {
+            let name = pod.name_any();
+            let created = match pods.create(&PostParams::default(), &pod).await {
+                Ok(created) => {
+                    ctx.event(
+                        pool,
+                        EventType::Normal,
+                        "AgentCreated",
+                        "Deploy",
+                        format!("agent pod {name} created with image {}", ctx.settings.image),
+                    )
+                    .await;
+                    created
+                }
+                Err(e) if is_status(&e, 409) => pods
+                    .get(&name)
+                    .await
+                    .map_err(|e| Error::kube(format!("get agent pod {name}"), e))?,
+                Err(e) => return Err(Error::kube(format!("create agent pod {name}"), e)),
+            };
+            if let Some(r) = status.agent_pod_ref.as_mut() {
+                r.uid = created.uid().unwrap_or_default();
+            }
+            Ok(())
+        }
+        PoolAction::DeletePod { name, force } => {
+            let params = if force {
+                DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..DeleteParams::default()
+                }
+            } else {
+                DeleteParams::default()
+            };
+            match pods.delete(&name, &params).await {
+                Ok(_) => {
+                    ctx.event(
+                        pool,
+                        EventType::Normal,
+                        "AgentDeleted",
+                        "Deploy",
+                        format!(
+                            "agent pod {name} deleted{}",
+                            if force { " (its node is lost)" } else { "" }
+                        ),
+                    )
+                    .await;
+                    Ok(())
+                }
+                Err(e) if is_status(&e, 404) => Ok(()),
+                Err(e) => Err(Error::kube(format!("delete agent pod {name}"), e)),
+            }
+        }
+    }
+}
+
+async fn label_nad(
+    pool: &IPPool,
+    labels: BTreeMap<String, String>,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Ok(network) = pool.network() else {
+        return Ok(());
+    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &network.namespace, &nad_resource());
+    let Some(mut nad) = api
+        .get_opt(&network.name)
+        .await
+        .map_err(|e| Error::kube(format!("get network attachment definition {network}"), e))?
+    else {
+        return Ok(());
+    };
+    nad.metadata.labels = Some(labels);
+    match api
+        .replace(&network.name, &PostParams::default(), &nad)
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Someone else just wrote it; the next reconcile looks again.
+        Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) => Err(Error::kube(
+            format!("label network attachment definition {network}"),
+            e,
+        )),
+    }
+}
+
+async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
+    let ns = pool.namespace().unwrap_or_default();
+    let name = pool.name_any();
+    let pod_name = pool
+        .status
+        .as_ref()
+        .and_then(|s| s.agent_pod_ref.as_ref())
+        .map_or_else(
+            || vmdhcp_api::agent::agent_pod_name(&ns, &name),
+            |r| r.name.clone(),
+        );
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    match pods.delete(&pod_name, &DeleteParams::default()).await {
+        Ok(_) => {
+            tracing::info!(pool = %format!("{ns}/{name}"), pod = pod_name, "agent pod deleted");
+        }
+        Err(e) if is_status(&e, 404) => {}
+        Err(e) => return Err(Error::kube(format!("delete agent pod {pod_name}"), e)),
+    }
+    // The NAD's back-reference labels go too (upstream left them), when they still point here.
+    if let Ok(network) = pool.network() {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &network.namespace, &nad_resource());
+        if let Some(mut nad) = api
+            .get_opt(&network.name)
+            .await
+            .map_err(|e| Error::kube(format!("get network attachment definition {network}"), e))?
+        {
+            let labels = nad.metadata.labels.get_or_insert_with(BTreeMap::new);
+            if labels.get(LABEL_IPPOOL_NAMESPACE) == Some(&ns)
+                && labels.get(LABEL_IPPOOL_NAME) == Some(&name)
+            {
+                labels.remove(LABEL_IPPOOL_NAMESPACE);
+                labels.remove(LABEL_IPPOOL_NAME);
+                match api
+                    .replace(&network.name, &PostParams::default(), &nad)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_status(&e, 409) => {
+                        return Ok(Action::requeue(Duration::from_secs(1)));
+                    }
+                    Err(e) => {
+                        return Err(Error::kube(
+                            format!("unlabel network attachment definition {network}"),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    ctx.allocators
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .forget(&ns, &name);
+    ctx.metrics.remove_pool(&format!("{ns}/{name}"));
+    Ok(Action::await_change())
+}

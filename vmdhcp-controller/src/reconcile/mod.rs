@@ -1,0 +1,44 @@
+//! The kube glue of the three reconcilers. Decisions are made by the pure modules
+//! ([`crate::pool_plan`], [`crate::alloc`], [`crate::netcfg_plan`], [`crate::kubevirt`]);
+//! these functions read what those need, carry out what they decide, and write statuses with
+//! optimistic concurrency.
+
+pub mod ippool;
+pub mod vm;
+pub mod vmnetcfg;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer;
+
+use crate::error::Error;
+
+/// Requeue delay after a failed reconcile.
+pub const ERROR_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Turns a finalizer helper error into ours.
+pub fn from_finalizer(e: finalizer::Error<Error>) -> Error {
+    match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source) => {
+            Error::kube("update finalizers", source)
+        }
+        other => Error::Config(other.to_string()),
+    }
+}
+
+/// The error policy of all three controllers: log and retry soon.
+#[allow(
+    clippy::needless_pass_by_value,
+    reason = "the signature kube-runtime's Controller::run expects"
+)]
+pub fn error_policy<K: kube::ResourceExt>(
+    obj: Arc<K>,
+    error: &Error,
+    _: Arc<crate::context::Context>,
+) -> Action {
+    tracing::warn!(object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), "reconcile failed: {error}");
+    Action::requeue(ERROR_REQUEUE)
+}

@@ -1,0 +1,107 @@
+//! VirtualMachine reconciler: keeps each VM's vmnetcfg in step with its Multus NICs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use vmdhcp_api::consts::{
+    COND_IN_SYNCED, MSG_NETWORK_CONFIG_CHANGED, REASON_NETWORK_CONFIG_CHANGED, STATUS_FALSE,
+};
+use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
+
+use crate::context::Context;
+use crate::error::{Error, is_status};
+use crate::kubevirt::{VirtualMachine, VmAction, desired_network_configs, vm_action};
+
+/// Reconciles one VM.
+///
+/// # Errors
+/// API errors; the controller requeues.
+pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if vm.metadata.deletion_timestamp.is_some() {
+        // The vmnetcfg is owned by the VM: the garbage collector deletes it.
+        return Ok(Action::await_change());
+    }
+    let ns = vm.namespace().unwrap_or_default();
+    let name = vm.name_any();
+    let desired = match desired_network_configs(&vm) {
+        Ok(d) => d,
+        Err(message) => {
+            // Upstream logs and gives up until the VM changes; so do we, visibly.
+            tracing::error!("{message}");
+            ctx.event(
+                vm.as_ref(),
+                EventType::Warning,
+                "InvalidAnnotation",
+                "Sync",
+                message,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    for warning in &desired.warnings {
+        tracing::warn!("{warning}");
+        ctx.event(
+            vm.as_ref(),
+            EventType::Warning,
+            "InvalidAnnotation",
+            "Sync",
+            warning.clone(),
+        )
+        .await;
+    }
+    let api: Api<VirtualMachineNetworkConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("get vmnetcfg {ns}/{name}"), e))?;
+    match vm_action(&vm, desired.network_configs, existing.as_ref()) {
+        VmAction::Skip(reason) => {
+            tracing::debug!("{reason}");
+            Ok(Action::await_change())
+        }
+        VmAction::InSync => Ok(Action::await_change()),
+        VmAction::Create(cfg) => match api.create(&PostParams::default(), &cfg).await {
+            Ok(_) => {
+                tracing::info!(vm = %format!("{ns}/{name}"), "vmnetcfg created");
+                Ok(Action::await_change())
+            }
+            Err(e) if is_status(&e, 409) => Ok(Action::requeue(Duration::from_secs(1))),
+            Err(e) => Err(Error::kube(format!("create vmnetcfg {ns}/{name}"), e)),
+        },
+        VmAction::MarkOutOfSync(nics) => {
+            let mut cfg = existing.unwrap_or_default();
+            let status = cfg.status.get_or_insert_with(Default::default);
+            vmdhcp_api::condition::set(
+                &mut status.conditions,
+                COND_IN_SYNCED,
+                STATUS_FALSE,
+                REASON_NETWORK_CONFIG_CHANGED,
+                MSG_NETWORK_CONFIG_CHANGED,
+                Timestamp::now(),
+            );
+            let mut cfg = api
+                .replace_status(&name, &PostParams::default(), &cfg)
+                .await
+                .map_err(|e| Error::kube(format!("write vmnetcfg {ns}/{name} status"), e))?;
+            cfg.spec.network_configs = nics;
+            api.replace(&name, &PostParams::default(), &cfg)
+                .await
+                .map_err(|e| Error::kube(format!("update vmnetcfg {ns}/{name}"), e))?;
+            Ok(Action::await_change())
+        }
+        VmAction::UpdateSpec(nics) => {
+            let mut cfg = existing.unwrap_or_default();
+            cfg.spec.network_configs = nics;
+            api.replace(&name, &PostParams::default(), &cfg)
+                .await
+                .map_err(|e| Error::kube(format!("update vmnetcfg {ns}/{name}"), e))?;
+            Ok(Action::await_change())
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! vmnetcfg reconciler: releases stale addresses, allocates one per NIC (each NIC on its
+//! own), writes the status; releases everything on pause and on deletion (finalizer
+//! `wrangler.cattle.io/vm-dhcp-vmnetcfg-controller`).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use vmdhcp_api::MacAddr;
+use vmdhcp_api::consts::{COND_CACHE_READY, FINALIZER_VMNETCFG};
+use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::message::UpstreamError;
+use vmdhcp_api::network::NamespacedName;
+use vmdhcp_api::vmnetcfg::{NetworkConfig, NetworkConfigStatus, VirtualMachineNetworkConfig};
+
+use crate::alloc::{self, Request};
+use crate::context::Context;
+use crate::error::{Error, is_status};
+use crate::metrics::NicSeries;
+use crate::netcfg_plan::{self, NicOutcome};
+
+/// Reconciles one vmnetcfg.
+///
+/// # Errors
+/// API errors; the controller requeues.
+pub async fn reconcile(
+    cfg: Arc<VirtualMachineNetworkConfig>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let ns = cfg.namespace().unwrap_or_default();
+    let api: Api<VirtualMachineNetworkConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER_VMNETCFG, cfg, |event| async {
+        match event {
+            Event::Apply(cfg) => apply(&cfg, &ctx).await,
+            Event::Cleanup(cfg) => cleanup(&cfg, &ctx).await,
+        }
+    })
+    .await
+    .map_err(super::from_finalizer)
+}
+
+fn key(cfg: &VirtualMachineNetworkConfig) -> String {
+    format!("{}/{}", cfg.namespace().unwrap_or_default(), cfg.name_any())
+}
+
+async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    if cfg.is_paused() {
+        let entries = cfg
+            .status
+            .as_ref()
+            .map(|s| s.network_configs.clone())
+            .unwrap_or_default();
+        release_all(cfg, &entries, ctx).await?;
+        ctx.metrics.set_nics(&key(cfg), Vec::new());
+        write_status(cfg, netcfg_plan::paused(cfg, now), ctx).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Sync first: stale addresses go back before new ones are taken.
+    let stale = netcfg_plan::stale(cfg);
+    release_all(cfg, &stale, ctx).await?;
+    let mut synced = cfg.clone();
+    if let Some(status) = synced.status.as_mut() {
+        status.network_configs.retain(|e| !stale.contains(e));
+    }
+
+    let mut outcomes = Vec::with_capacity(cfg.spec.network_configs.len());
+    for nic in &cfg.spec.network_configs {
+        let outcome = allocate_nic(&synced, nic, ctx).await;
+        match &outcome {
+            NicOutcome::Failed { message, .. } => {
+                ctx.event(
+                    cfg,
+                    EventType::Warning,
+                    "AllocationFailed",
+                    "Allocate",
+                    message.clone(),
+                )
+                .await;
+            }
+            NicOutcome::Unmanaged => tracing::debug!(
+                vmnetcfg = key(cfg),
+                network = nic.network_name,
+                "no IPPool serves this network; NIC left alone"
+            ),
+            NicOutcome::Allocated { .. } => {}
+        }
+        outcomes.push(outcome);
+    }
+    let status = netcfg_plan::assemble(&synced, &outcomes, now);
+    ctx.metrics.set_nics(
+        &key(cfg),
+        status
+            .network_configs
+            .iter()
+            .filter(|e| e.state == vmdhcp_api::consts::STATE_ALLOCATED)
+            .map(|e| NicSeries {
+                network: e.network_name.clone(),
+                mac: e.mac_address.clone(),
+                ip: e.allocated_ip_address.clone(),
+                state: e.state.clone(),
+            })
+            .collect(),
+    );
+    write_status(cfg, status, ctx).await?;
+    let failed = outcomes
+        .iter()
+        .any(|o| matches!(o, NicOutcome::Failed { .. }));
+    // A failing NIC usually waits for its pool (not watched from here): look again soon.
+    Ok(if failed {
+        Action::requeue(Duration::from_secs(15))
+    } else {
+        Action::await_change()
+    })
+}
+
+/// The pool serving `network`: the IPPool whose `networkName` resolves to it. Several (the
+/// webhook refuses that, but objects may predate it): the oldest, as the one that was there
+/// first.
+fn pool_for(network: &NamespacedName, ctx: &Context) -> Option<Arc<IPPool>> {
+    ctx.pools
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none() && p.network().is_ok_and(|n| n == *network)
+        })
+        .min_by_key(|p| {
+            (
+                p.metadata.creation_timestamp.clone().map(|t| t.0),
+                p.name_any(),
+            )
+        })
+}
+
+async fn allocate_nic(
+    cfg: &VirtualMachineNetworkConfig,
+    nic: &NetworkConfig,
+    ctx: &Context,
+) -> NicOutcome {
+    let failed = |message: String| NicOutcome::Failed {
+        network_name: nic.network_name.clone(),
+        mac_address: nic.mac_address.clone(),
+        message,
+    };
+    let network = match cfg.network_of(nic) {
+        Ok(n) => n,
+        Err(e) => return failed(format!("networkName {:?}: {e}", nic.network_name)),
+    };
+    let mac: MacAddr = match nic.mac() {
+        Ok(m) => m,
+        Err(e) => return failed(format!("macAddress {:?}: {e}", nic.mac_address)),
+    };
+    let Some(pool) = pool_for(&network, ctx) else {
+        return NicOutcome::Unmanaged;
+    };
+    let (pns, pname) = (pool.namespace().unwrap_or_default(), pool.name_any());
+    if pool.is_paused() || !vmdhcp_api::condition::is_true(pool.conditions(), COND_CACHE_READY) {
+        return failed(
+            UpstreamError::IpPoolNotReady {
+                namespace: pns,
+                name: pname,
+            }
+            .to_string(),
+        );
+    }
+    let desired = match nic.ip_address.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                return failed(format!(
+                    "ipAddress {s:?} of mac {} is not an IPv4 address",
+                    nic.mac_address
+                ));
+            }
+        },
+    };
+    let previous = cfg
+        .status
+        .iter()
+        .flat_map(|s| &s.network_configs)
+        .find(|e| {
+            e.network_name == nic.network_name
+                && e.mac_address.parse::<MacAddr>().is_ok_and(|m| m == mac)
+        })
+        .and_then(|e| e.allocated_ip_address.parse().ok());
+    let req = Request {
+        mac_text: &nic.mac_address,
+        mac,
+        desired,
+        previous,
+    };
+    let result = ctx
+        .update_pool(&pns, &pname, |pool, ipam| {
+            alloc::allocate(pool, ipam, &req).map_err(|m| Error::Nics(vec![m]))
+        })
+        .await;
+    match result {
+        Ok(done) => {
+            if done.new {
+                ctx.event(
+                    cfg,
+                    EventType::Normal,
+                    "Allocated",
+                    "Allocate",
+                    format!(
+                        "{} allocated to mac {} from ippool {pns}/{pname}",
+                        done.ip, nic.mac_address
+                    ),
+                )
+                .await;
+            }
+            NicOutcome::Allocated {
+                network_name: nic.network_name.clone(),
+                mac_address: nic.mac_address.clone(),
+                ip: done.ip,
+            }
+        }
+        Err(e) => failed(e.condition_message()),
+    }
+}
+
+/// Releases `entries`' addresses in their pools (only where the pool still records them for
+/// their MAC).
+async fn release_all(
+    cfg: &VirtualMachineNetworkConfig,
+    entries: &[NetworkConfigStatus],
+    ctx: &Context,
+) -> Result<(), Error> {
+    let ns = cfg.namespace().unwrap_or_default();
+    for entry in entries {
+        let (Ok(ip), Ok(mac)) = (
+            entry.allocated_ip_address.parse::<Ipv4Addr>(),
+            entry.mac_address.parse::<MacAddr>(),
+        ) else {
+            continue;
+        };
+        let Ok(network) = vmdhcp_api::network::resolve_network_name(&entry.network_name, &ns)
+        else {
+            continue;
+        };
+        let Some(pool) = pool_for(&network, ctx) else {
+            continue;
+        };
+        let (pns, pname) = (pool.namespace().unwrap_or_default(), pool.name_any());
+        let released = match ctx
+            .update_pool(&pns, &pname, |pool, ipam| {
+                Ok(alloc::release(pool, ipam, ip, &mac))
+            })
+            .await
+        {
+            Ok(released) => released,
+            Err(Error::Kube { source, .. }) if is_status(&source, 404) => false,
+            Err(e) => return Err(e),
+        };
+        if released {
+            ctx.event(
+                cfg,
+                EventType::Normal,
+                "Released",
+                "Release",
+                format!(
+                    "{ip} of mac {} released to ippool {pns}/{pname}",
+                    entry.mac_address
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+async fn write_status(
+    cfg: &VirtualMachineNetworkConfig,
+    status: vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfigStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    if cfg.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<VirtualMachineNetworkConfig> =
+        Api::namespaced(ctx.client.clone(), &cfg.namespace().unwrap_or_default());
+    let mut next = cfg.clone();
+    next.status = Some(status);
+    // A conflict (the spec changed meanwhile) fails the reconcile; the change triggers another.
+    api.replace_status(&cfg.name_any(), &PostParams::default(), &next)
+        .await
+        .map(|_| ())
+        .map_err(|e| Error::kube(format!("write vmnetcfg {} status", key(cfg)), e))
+}
+
+async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+    let mut entries = cfg
+        .status
+        .as_ref()
+        .map(|s| s.network_configs.clone())
+        .unwrap_or_default();
+    // Also the spec's MACs: an allocation written to a pool just before a status write failed.
+    for nic in &cfg.spec.network_configs {
+        if let Ok(network) = cfg.network_of(nic)
+            && let Some(pool) = pool_for(&network, ctx)
+        {
+            for (ip, mac) in vmdhcp_api::convert::allocations(&pool).unwrap_or_default() {
+                if vmdhcp_api::mac::same_mac(&mac, &nic.mac_address) {
+                    entries.push(NetworkConfigStatus {
+                        allocated_ip_address: ip.to_string(),
+                        mac_address: mac,
+                        network_name: nic.network_name.clone(),
+                        state: String::new(),
+                    });
+                }
+            }
+        }
+    }
+    release_all(cfg, &entries, ctx).await?;
+    ctx.metrics.set_nics(&key(cfg), Vec::new());
+    Ok(Action::await_change())
+}

@@ -1,0 +1,255 @@
+//! Wiring: HTTP on every replica; leader election; on leadership the CRDs and the three
+//! controllers (IPPool, VirtualMachine, vmnetcfg) sharing one [`Context`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use vmdhcp_api::consts::{
+    LABEL_IPPOOL_NAME, LABEL_IPPOOL_NAMESPACE, LABEL_VALUE_AGENT, LABEL_VM_DHCP_CONTROLLER,
+    LEASE_NAME, LEASE_NAMESPACE,
+};
+use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
+
+use crate::cli::Args;
+use crate::context::Context;
+use crate::error::Error;
+use crate::http::{self, Readiness};
+use crate::kubevirt::VirtualMachine;
+use crate::metrics::Registry;
+use crate::pool_plan::AgentSettings;
+use crate::reconcile::{self, error_policy};
+use crate::{crds, leader};
+
+/// The binary: runs until SIGTERM/SIGINT, or until this replica loses the lease.
+///
+/// # Errors
+/// Configuration, the HTTP port, or a lost lease.
+pub async fn main(args: Args) -> Result<(), Error> {
+    let client = client(&args).await?;
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        });
+    }
+    let metrics = Arc::new(Registry::default());
+    let (ready_tx, ready_rx) = watch::channel(if args.no_leader_election {
+        Readiness::Syncing
+    } else {
+        Readiness::Standby
+    });
+    let (pools_tx, pools_rx) = watch::channel(None);
+    let router = http::router(http::Endpoints {
+        readiness: ready_rx,
+        metrics: metrics.clone(),
+        pools: pools_rx,
+        cache_dump: args.enable_cache_dump_api,
+    });
+    let server = tokio::spawn(http::bind(args.metrics_bind, router, stop.clone()).await?);
+
+    let result = if args.no_leader_election {
+        lead(client, &args, metrics, ready_tx, pools_tx, stop.clone()).await
+    } else {
+        let timing = leader::Timing::from_env(|k| std::env::var(k).ok()).map_err(Error::Config)?;
+        let me = identity(&args.name);
+        tracing::info!(identity = me, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "waiting for leadership");
+        let (leading_tx, mut leading_rx) = watch::channel(false);
+        let election = leader::run(
+            Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
+            LEASE_NAME,
+            &me,
+            timing,
+            leading_tx,
+            stop.clone(),
+        );
+        tokio::pin!(election);
+        let leading = async {
+            while !*leading_rx.borrow_and_update() {
+                if leading_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            ended = &mut election => ended,
+            () = leading => {
+                let reconcilers = lead(client, &args, metrics, ready_tx, pools_tx, stop.clone());
+                tokio::select! {
+                    // Losing the lease stops reconciling at once: the controllers are dropped.
+                    ended = &mut election => { stop.cancel(); ended }
+                    ran = reconcilers => { stop.cancel(); let _ = election.await; ran }
+                }
+            }
+        }
+    };
+    stop.cancel();
+    let _ = server.await;
+    result
+}
+
+/// Leads: applies the CRDs and runs the controllers until `stop`.
+async fn lead(
+    client: Client,
+    args: &Args,
+    metrics: Arc<Registry>,
+    ready: watch::Sender<Readiness>,
+    pools_tx: watch::Sender<Option<kube::runtime::reflector::Store<IPPool>>>,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    ready.send_replace(Readiness::Syncing);
+    if let Err(e) = crds::apply(&client).await {
+        // The chart ships the CRDs; without the permission to apply them, run with what is there.
+        tracing::warn!("{e}; continuing with the installed CRDs");
+    }
+    let agents = watcher::Config::default()
+        .labels(&format!("{LABEL_VM_DHCP_CONTROLLER}={LABEL_VALUE_AGENT}"));
+    let pool_ctrl = Controller::new(
+        Api::<IPPool>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Pod>::namespaced(client.clone(), &args.namespace),
+        agents,
+        |pod: Pod| {
+            let labels = pod.labels();
+            match (
+                labels.get(LABEL_IPPOOL_NAMESPACE),
+                labels.get(LABEL_IPPOOL_NAME),
+            ) {
+                (Some(ns), Some(name)) => Some(ObjectRef::<IPPool>::new(name).within(ns)),
+                _ => None,
+            }
+        },
+    )
+    .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let cfg_ctrl = Controller::new(
+        Api::<VirtualMachineNetworkConfig>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let pools = pool_ctrl.store();
+    let vmnetcfgs = cfg_ctrl.store();
+    pools_tx.send_replace(Some(pools.clone()));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        settings: AgentSettings {
+            no_agent: args.no_agent,
+            dry_run: args.no_dhcp,
+            image: args.image.to_string(),
+            namespace: args.namespace.clone(),
+            service_account: args.service_account_name.clone(),
+            node_grace: (args.agent_node_grace_secs > 0)
+                .then(|| Duration::from_secs(args.agent_node_grace_secs)),
+        },
+        pools: pools.clone(),
+        vmnetcfgs: vmnetcfgs.clone(),
+        allocators: Mutex::default(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "vm-dhcp-controller".into(),
+                instance: Some(identity(&args.name)),
+            },
+        ),
+        metrics,
+        synced: std::sync::atomic::AtomicBool::new(false),
+    });
+    {
+        let (pools, vmnetcfgs, ctx) = (pools.clone(), vmnetcfgs.clone(), ctx.clone());
+        tokio::spawn(async move {
+            if pools.wait_until_ready().await.is_ok() && vmnetcfgs.wait_until_ready().await.is_ok()
+            {
+                tracing::info!("caches synced");
+                ctx.synced.store(true, std::sync::atomic::Ordering::Release);
+                ready.send_replace(Readiness::Synced);
+            }
+        });
+    }
+    let pools_run = pool_ctrl
+        .run(reconcile::ippool::reconcile, error_policy, ctx.clone())
+        .for_each(|r| log_result("IPPool", r));
+    let cfgs_run = cfg_ctrl
+        .run(reconcile::vmnetcfg::reconcile, error_policy, ctx.clone())
+        .for_each(|r| log_result("VirtualMachineNetworkConfig", r));
+    let vms: Api<VirtualMachine> = Api::all(client.clone());
+    if let Err(e) = vms.list(&ListParams::default().limit(1)).await {
+        tracing::warn!(
+            "kubevirt.io/v1 VirtualMachines cannot be listed ({e}); the VM reconciler is off, vmnetcfgs are served as they are"
+        );
+        futures::join!(pools_run, cfgs_run);
+    } else {
+        let vm_run = Controller::new(vms, watcher::Config::default())
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(reconcile::vm::reconcile, error_policy, ctx)
+            .for_each(|r| log_result("VirtualMachine", r));
+        futures::join!(pools_run, cfgs_run, vm_run);
+    }
+    Ok(())
+}
+
+fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
+    kind: &'static str,
+    result: Result<(T, A), E>,
+) -> std::future::Ready<()> {
+    match result {
+        Ok((obj, _)) => tracing::debug!(kind, object = %obj, "reconciled"),
+        Err(e) => tracing::debug!(kind, "{e}"),
+    }
+    std::future::ready(())
+}
+
+/// Leader-election identity: the hostname (the Pod name in a cluster), as upstream.
+fn identity(name: &str) -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("{name}-{}", std::process::id()))
+}
+
+async fn client(args: &Args) -> Result<Client, Error> {
+    let config = match args.kubeconfig.as_ref().filter(|p| p.is_file()) {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
