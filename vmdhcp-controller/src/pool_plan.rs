@@ -48,6 +48,18 @@ pub enum NadSeen {
     Missing(String),
 }
 
+/// The agent Pod's node as read.
+#[derive(Debug, Clone, Default)]
+pub enum NodeSeen {
+    /// Not read (no Pod, not scheduled, replacement off, or no permission).
+    #[default]
+    Unknown,
+    /// The node does not exist.
+    Missing,
+    /// The node.
+    Found(Box<Node>),
+}
+
 /// What was read for one pool.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -55,8 +67,8 @@ pub struct Observed {
     pub nad: Option<NadSeen>,
     /// The agent Pod (named by `status.agentPodRef`, else by the name scheme), if it exists.
     pub pod: Option<Pod>,
-    /// The Pod's node, when the Pod is scheduled: `Some(None)` when the node does not exist.
-    pub node: Option<Option<Node>>,
+    /// The Pod's node.
+    pub node: NodeSeen,
     /// Allocations whose MAC belongs to no vmnetcfg (see [`orphans`]).
     pub orphans: Vec<std::net::Ipv4Addr>,
 }
@@ -345,8 +357,13 @@ fn monitor(
         });
         return Err(UpstreamError::AgentObsolete { pod: pod_name }.to_string());
     }
-    if let (Some(grace), Some(node)) = (settings.node_grace, &seen.node)
-        && let Some(why) = agent_pod::node_lost(pod, node.as_ref(), now, grace)
+    let node = match &seen.node {
+        NodeSeen::Unknown => None,
+        NodeSeen::Missing => Some(None),
+        NodeSeen::Found(node) => Some(Some(node.as_ref())),
+    };
+    if let (Some(grace), Some(node)) = (settings.node_grace, node)
+        && let Some(why) = agent_pod::node_lost(pod, node, now, grace)
     {
         actions.push(PoolAction::DeletePod {
             name: pod_name.clone(),

@@ -1,1 +1,456 @@
+//! Table tests of the IPPool plan: upstream's `DeployAgent`, `BuildCache`, `MonitorAgent` and
+//! `OnChange` cases (spec/upstream.md §9) and ours.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::json;
+use vmdhcp_api::condition::find;
+use vmdhcp_api::consts::{
+    ANNOTATION_HOLD_AGENT_UPGRADE, COND_AGENT_READY, COND_CACHE_READY, COND_REGISTERED,
+    COND_STOPPED, LABEL_CLUSTER_NETWORK,
+};
+
+use super::*;
+
+const IMAGE: &str = "rancher/harvester-vm-dhcp-agent:v2";
+
+fn settings() -> AgentSettings {
+    AgentSettings {
+        no_agent: false,
+        dry_run: false,
+        image: IMAGE.into(),
+        namespace: "harvester-system".into(),
+        service_account: "agent".into(),
+        node_grace: Some(Duration::from_secs(300)),
+    }
+}
+
+fn pool(status: &serde_json::Value) -> IPPool {
+    serde_json::from_value(json!({
+        "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
+        "metadata": {"name": "net-48", "namespace": "default", "uid": "pool-uid"},
+        "spec": {"networkName": "default/net-48", "ipv4Config": {
+            "cidr": "192.168.48.0/24", "serverIP": "192.168.48.77", "router": "192.168.48.1",
+            "pool": {"start": "192.168.48.81", "end": "192.168.48.90", "exclude": ["192.168.48.81", "192.168.48.90"]}}},
+        "status": status
+    }))
+    .expect("fixture IPPool")
+}
+
+fn nad(labels: &[(&str, &str)]) -> NadSeen {
+    NadSeen::Found(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+fn labelled_nad() -> NadSeen {
+    nad(&[
+        (LABEL_CLUSTER_NETWORK, "mgmt"),
+        (LABEL_IPPOOL_NAMESPACE, "default"),
+        (LABEL_IPPOOL_NAME, "net-48"),
+    ])
+}
+
+fn pod(uid: &str, image: &str, ready: bool, terminating: bool) -> Pod {
+    let mut meta =
+        json!({"name": "default-net-48-agent", "namespace": "harvester-system", "uid": uid});
+    if terminating {
+        meta["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    }
+    serde_json::from_value(json!({
+        "metadata": meta,
+        "spec": {"nodeName": "node-1", "containers": [{"name": "agent", "image": image}]},
+        "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    }))
+    .expect("fixture Pod")
+}
+
+fn healthy_node() -> NodeSeen {
+    NodeSeen::Found(Box::new(
+        serde_json::from_value(json!({"metadata": {"name": "node-1"}, "status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+            .expect("node"),
+    ))
+}
+
+fn with_ref(uid: &str, image: &str) -> serde_json::Value {
+    json!({"agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": uid, "image": image}})
+}
+
+fn now() -> Timestamp {
+    "2026-01-01T01:00:00Z".parse().expect("time")
+}
+
+fn cond(plan: &Plan, type_: &str) -> (String, String) {
+    let c = find(&plan.status.conditions, type_).unwrap_or_else(|| panic!("no {type_}"));
+    (c.status.clone(), c.message.clone())
+}
+
+fn ok() -> (String, String) {
+    ("True".into(), String::new())
+}
+
+fn err(message: &str) -> (String, String) {
+    ("False".into(), message.into())
+}
+
+#[test]
+fn a_new_pool_gets_its_agent_its_marks_and_its_counters() {
+    let p = pool(&json!(null));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        ..Observed::default()
+    };
+    let plan = plan(&p, &seen, &settings(), now());
+    let [PoolAction::CreatePod(created)] = plan.actions.as_slice() else {
+        panic!("expected one pod creation: {:?}", plan.actions);
+    };
+    assert_eq!(created.name_any(), "default-net-48-agent");
+    let r = plan.status.agent_pod_ref.as_ref().expect("ref recorded");
+    assert_eq!(
+        (r.name.as_str(), r.image.as_str(), r.uid.as_str()),
+        ("default-net-48-agent", IMAGE, "")
+    );
+    assert_eq!(cond(&plan, COND_REGISTERED), ok());
+    assert_eq!(cond(&plan, COND_CACHE_READY), ok());
+    assert_eq!(
+        cond(&plan, COND_AGENT_READY),
+        err("agent pod default-net-48-agent not ready")
+    );
+    assert_eq!(cond(&plan, COND_STOPPED), ("False".into(), String::new()));
+    let v4 = plan.status.ipv4.as_ref().expect("ipv4");
+    assert_eq!((v4.used, v4.available), (0, 8));
+    assert_eq!(
+        v4.allocated,
+        BTreeMap::from([
+            ("192.168.48.81".to_owned(), "EXCLUDED".to_owned()),
+            ("192.168.48.90".to_owned(), "EXCLUDED".to_owned())
+        ])
+    );
+    assert!(plan.status.last_update.is_some());
+}
+
+#[test]
+fn nad_problems_are_registered_errors_with_upstreams_messages() {
+    let p = pool(&json!(null));
+    let missing = Observed {
+        nad: Some(NadSeen::Missing(
+            "network-attachment-definitions.k8s.cni.cncf.io \"net-48\" not found".into(),
+        )),
+        ..Observed::default()
+    };
+    let plan1 = plan(&p, &missing, &settings(), now());
+    assert_eq!(
+        cond(&plan1, COND_REGISTERED),
+        err("network-attachment-definitions.k8s.cni.cncf.io \"net-48\" not found")
+    );
+    assert!(plan1.actions.is_empty());
+    let unlabelled = Observed {
+        nad: Some(nad(&[])),
+        ..Observed::default()
+    };
+    let plan2 = plan(&p, &unlabelled, &settings(), now());
+    assert_eq!(
+        cond(&plan2, COND_REGISTERED),
+        err("could not find clusternetwork for nad default/net-48")
+    );
+    // The back-reference labels are written even so.
+    assert!(
+        matches!(plan2.actions.as_slice(), [PoolAction::LabelNad(l)] if l.get(LABEL_IPPOOL_NAME).map(String::as_str) == Some("net-48"))
+    );
+    assert_eq!(
+        cond(&plan2, COND_AGENT_READY),
+        err("agent for ippool default/net-48 is not deployed")
+    );
+}
+
+#[test]
+fn a_ready_agent_with_the_current_image_is_ready() {
+    let p = pool(&with_ref("pod-uid", IMAGE));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let plan = plan(&p, &seen, &settings(), now());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(cond(&plan, COND_REGISTERED), ok());
+    assert_eq!(cond(&plan, COND_AGENT_READY), ok());
+}
+
+#[test]
+fn a_controller_upgrade_replaces_the_agent_unless_held() {
+    let p = pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1"));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod(
+            "pod-uid",
+            "rancher/harvester-vm-dhcp-agent:v1",
+            true,
+            false,
+        )),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let upgraded = plan(&p, &seen, &settings(), now());
+    assert_eq!(
+        upgraded
+            .status
+            .agent_pod_ref
+            .as_ref()
+            .map(|r| r.image.as_str()),
+        Some(IMAGE)
+    );
+    assert_eq!(
+        upgraded.actions,
+        [PoolAction::DeletePod {
+            name: "default-net-48-agent".into(),
+            force: false
+        }]
+    );
+    assert_eq!(
+        cond(&upgraded, COND_AGENT_READY),
+        err("agent pod default-net-48-agent obsolete and purged")
+    );
+
+    let mut held = p.clone();
+    held.metadata.annotations = Some(BTreeMap::from([(
+        ANNOTATION_HOLD_AGENT_UPGRADE.to_owned(),
+        String::new(),
+    )]));
+    let kept = plan(&held, &seen, &settings(), now());
+    assert_eq!(
+        kept.status.agent_pod_ref.as_ref().map(|r| r.image.as_str()),
+        Some("rancher/harvester-vm-dhcp-agent:v1")
+    );
+    assert!(kept.actions.is_empty());
+    assert_eq!(cond(&kept, COND_AGENT_READY), ok());
+}
+
+#[test]
+fn uid_mismatch_terminating_and_unready_pods() {
+    let p = pool(&with_ref("old-uid", IMAGE));
+    let other = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("new-uid", IMAGE, true, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let plan1 = plan(&p, &other, &settings(), now());
+    assert_eq!(
+        cond(&plan1, COND_REGISTERED),
+        err("agent pod default-net-48-agent uid mismatch")
+    );
+    assert_eq!(
+        cond(&plan1, COND_AGENT_READY),
+        err("agent pod default-net-48-agent obsolete and purged")
+    );
+
+    let p = pool(&with_ref("pod-uid", IMAGE));
+    let dying = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, true)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    assert_eq!(
+        cond(&plan(&p, &dying, &settings(), now()), COND_REGISTERED),
+        err("agent pod default-net-48-agent marked for deletion")
+    );
+
+    let unready = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, false, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    assert_eq!(
+        cond(&plan(&p, &unready, &settings(), now()), COND_AGENT_READY),
+        err("agent pod default-net-48-agent not ready")
+    );
+}
+
+#[test]
+fn an_agent_on_a_lost_node_is_force_deleted() {
+    let p = pool(&with_ref("pod-uid", IMAGE));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, false)),
+        node: NodeSeen::Missing,
+        orphans: Vec::new(),
+    };
+    let plan1 = plan(&p, &seen, &settings(), now());
+    assert_eq!(
+        plan1.actions,
+        [PoolAction::DeletePod {
+            name: "default-net-48-agent".into(),
+            force: true
+        }]
+    );
+    assert!(
+        cond(&plan1, COND_AGENT_READY)
+            .1
+            .contains("node node-1 of agent pod default-net-48-agent no longer exists")
+    );
+    let mut off = settings();
+    off.node_grace = None;
+    assert!(
+        plan(&p, &seen, &off, now()).actions.is_empty(),
+        "replacement can be turned off"
+    );
+}
+
+#[test]
+fn an_unreferenced_pod_of_ours_is_adopted() {
+    let p = pool(&json!(null));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let plan = plan(&p, &seen, &settings(), now());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(
+        plan.status.agent_pod_ref.as_ref().map(|r| r.uid.as_str()),
+        Some("pod-uid")
+    );
+    assert_eq!(cond(&plan, COND_AGENT_READY), ok());
+}
+
+#[test]
+fn pausing_deletes_the_agent_and_keeps_allocations_and_no_agent_reports_success() {
+    let mut p = pool(
+        &json!({"ipv4": {"allocated": {"192.168.48.84": "ca:70:82:e6:84:6e"}, "used": 1, "available": 7},
+        "agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE}}),
+    );
+    p.spec.paused = Some(true);
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let paused = plan(&p, &seen, &settings(), now());
+    assert_eq!(
+        paused.actions,
+        [PoolAction::DeletePod {
+            name: "default-net-48-agent".into(),
+            force: false
+        }]
+    );
+    assert!(paused.status.agent_pod_ref.is_none());
+    let disabled = err("ippool default/net-48 was administratively disabled");
+    for c in [COND_REGISTERED, COND_CACHE_READY, COND_AGENT_READY] {
+        assert_eq!(cond(&paused, c), disabled);
+    }
+    assert_eq!(cond(&paused, COND_STOPPED), ok());
+    assert_eq!(
+        paused.status.ipv4,
+        p.status.as_ref().and_then(|s| s.ipv4.clone()),
+        "allocations kept"
+    );
+
+    let mut no_agent = settings();
+    no_agent.no_agent = true;
+    let running = pool(&json!(null));
+    let plan = plan(
+        &running,
+        &Observed {
+            nad: Some(labelled_nad()),
+            ..Observed::default()
+        },
+        &no_agent,
+        now(),
+    );
+    assert!(plan.actions.is_empty());
+    assert_eq!(cond(&plan, COND_REGISTERED), ok());
+    assert_eq!(cond(&plan, COND_AGENT_READY), ok());
+}
+
+#[test]
+fn a_restart_rebuilds_an_identical_state() {
+    // A status as written before the restart: replanning changes nothing, and the next
+    // allocation is the one the old process would have made.
+    let status = json!({
+        "ipv4": {"allocated": {"192.168.48.81": "EXCLUDED", "192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.84": "aa:aa:aa:aa:aa:02", "192.168.48.90": "EXCLUDED"}, "used": 2, "available": 6},
+        "agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE}});
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, false)),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    };
+    let first = plan(&pool(&status), &seen, &settings(), now());
+    let mut after = pool(&status);
+    after.status = Some(first.status.clone());
+    let second = plan(
+        &after,
+        &seen,
+        &settings(),
+        "2026-01-01T02:00:00Z".parse().expect("time"),
+    );
+    assert_eq!(second.status, first.status, "a second pass writes nothing");
+    let mut ipam = second.ipam.expect("rebuilt");
+    assert_eq!((ipam.used(), ipam.available()), (2, 6));
+    assert_eq!(
+        ipam.allocate(ipam::Strategy::LowestFree).expect("free"),
+        "192.168.48.83".parse::<std::net::Ipv4Addr>().expect("ip")
+    );
+}
+
+#[test]
+fn a_status_that_does_not_rebuild_fails_cache_ready_naming_the_entry() {
+    let p = pool(
+        &json!({"ipv4": {"allocated": {"192.168.48.200": "aa:aa:aa:aa:aa:01"}, "used": 1, "available": 7}}),
+    );
+    let plan = plan(
+        &p,
+        &Observed {
+            nad: Some(labelled_nad()),
+            ..Observed::default()
+        },
+        &settings(),
+        now(),
+    );
+    let (status, message) = cond(&plan, COND_CACHE_READY);
+    assert_eq!(status, "False");
+    assert!(message.contains("192.168.48.200"), "{message}");
+    assert!(plan.ipam.is_none());
+}
+
+#[test]
+fn orphans_are_allocations_no_vmnetcfg_owns_and_are_released() {
+    let p = pool(
+        &json!({"ipv4": {"allocated": {"192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.83": "AA:AA:AA:AA:AA:02", "192.168.48.81": "EXCLUDED"}, "used": 2, "available": 6}}),
+    );
+    let cfg: vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig = serde_json::from_value(json!({
+        "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "VirtualMachineNetworkConfig",
+        "metadata": {"name": "vm-2", "namespace": "default"},
+        "spec": {"vmName": "vm-2", "networkConfigs": [{"networkName": "net-48", "macAddress": "aa:aa:aa:aa:aa:02"}]}
+    }))
+    .expect("vmnetcfg");
+    let found = orphans(&p, &[Arc::new(cfg)]);
+    assert_eq!(
+        found,
+        ["192.168.48.82".parse::<std::net::Ipv4Addr>().expect("ip")]
+    );
+    let plan = plan(
+        &p,
+        &Observed {
+            nad: Some(labelled_nad()),
+            orphans: found.clone(),
+            ..Observed::default()
+        },
+        &settings(),
+        now(),
+    );
+    assert_eq!(plan.released, found);
+    let v4 = plan.status.ipv4.as_ref().expect("ipv4");
+    assert!(!v4.allocated.contains_key("192.168.48.82"));
+    assert_eq!((v4.used, v4.available), (1, 7));
+}

@@ -19,7 +19,7 @@ use vmdhcp_api::ippool::IPPool;
 use crate::context::{Context, WRITE_ATTEMPTS};
 use crate::error::{Error, is_status};
 use crate::metrics::PoolSeries;
-use crate::pool_plan::{self, NadSeen, Observed, PoolAction};
+use crate::pool_plan::{self, NadSeen, NodeSeen, Observed, PoolAction};
 
 /// Re-run every pool this often: orphan collection and node checks need no event.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -179,7 +179,8 @@ async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
         if let (Some(node_name), Some(_)) = (node_name, ctx.settings.node_grace) {
             let nodes: Api<Node> = Api::all(ctx.client.clone());
             match nodes.get_opt(&node_name).await {
-                Ok(node) => seen.node = Some(node),
+                Ok(Some(node)) => seen.node = NodeSeen::Found(Box::new(node)),
+                Ok(None) => seen.node = NodeSeen::Missing,
                 // Without permission to read nodes, replacement is simply off.
                 Err(e) => tracing::debug!("cannot read node {node_name}: {e}"),
             }

@@ -1,0 +1,255 @@
+//! The kube glue against a mock API server (tower-test): the exact calls a reconcile makes,
+//! and what it does when the server answers with a conflict.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use serde_json::{Value, json};
+use vmdhcp_api::ippool::IPPool;
+use vmdhcp_controller::alloc::{self, Request as NicRequest};
+use vmdhcp_controller::context::Context;
+use vmdhcp_controller::metrics::Registry;
+use vmdhcp_controller::pool_plan::AgentSettings;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+fn context(client: Client) -> Arc<Context> {
+    let (pools, _) = reflector::store();
+    let (vmnetcfgs, _) = reflector::store();
+    Arc::new(Context {
+        client: client.clone(),
+        settings: AgentSettings {
+            no_agent: false,
+            dry_run: false,
+            image: "rancher/harvester-vm-dhcp-agent:v2".into(),
+            namespace: "harvester-system".into(),
+            service_account: "agent".into(),
+            node_grace: None,
+        },
+        pools,
+        vmnetcfgs,
+        allocators: Mutex::default(),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "vm-dhcp-controller".into(),
+                instance: None,
+            },
+        ),
+        metrics: Arc::new(Registry::default()),
+        synced: std::sync::atomic::AtomicBool::new(false),
+    })
+}
+
+fn pool_json(resource_version: &str, allocated: &Value) -> Value {
+    json!({
+        "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
+        "metadata": {"name": "net-48", "namespace": "default", "uid": "pool-uid", "resourceVersion": resource_version,
+                     "finalizers": ["wrangler.cattle.io/vm-dhcp-ippool-controller"]},
+        "spec": {"networkName": "default/net-48", "ipv4Config": {
+            "cidr": "192.168.48.0/24", "serverIP": "192.168.48.77",
+            "pool": {"start": "192.168.48.81", "end": "192.168.48.90"}}},
+        "status": {"ipv4": {"allocated": allocated, "used": 0, "available": 10}}
+    })
+}
+
+fn respond(code: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(body).expect("json")))
+        .expect("response")
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code})
+}
+
+async fn body(request: Request<Body>) -> Value {
+    use http_body_util::BodyExt;
+    let bytes = request
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    serde_json::from_slice(&bytes).expect("JSON body")
+}
+
+#[tokio::test]
+async fn an_allocation_that_conflicts_is_redone_on_the_fresh_status() {
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair();
+    let ctx = context(Client::new(service, "default"));
+    let server = tokio::spawn(async move {
+        let mut puts = Vec::new();
+        // 1: read at version 1, empty.
+        let (req, send) = handle.next_request().await.expect("get");
+        assert_eq!(
+            (req.method(), req.uri().path()),
+            (
+                &Method::GET,
+                "/apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48"
+            )
+        );
+        send.send_response(respond(StatusCode::OK, &pool_json("1", &json!({}))));
+        // 2: our write loses: another VM took .81 meanwhile.
+        let (req, send) = handle.next_request().await.expect("put");
+        assert_eq!(
+            (req.method(), req.uri().path()),
+            (
+                &Method::PUT,
+                "/apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48/status"
+            )
+        );
+        puts.push(body(req).await);
+        send.send_response(respond(StatusCode::CONFLICT, &status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again")));
+        // 3: read again at version 2.
+        let (req, send) = handle.next_request().await.expect("get again");
+        assert_eq!(req.method(), Method::GET);
+        send.send_response(respond(
+            StatusCode::OK,
+            &pool_json("2", &json!({"192.168.48.81": "bb:bb:bb:bb:bb:01"})),
+        ));
+        // 4: the retried write succeeds.
+        let (req, send) = handle.next_request().await.expect("put again");
+        let written = body(req).await;
+        puts.push(written.clone());
+        let mut stored = written;
+        stored["metadata"]["resourceVersion"] = json!("3");
+        send.send_response(respond(StatusCode::OK, &stored));
+        puts
+    });
+    let mac = "aa:aa:aa:aa:aa:01";
+    let req = NicRequest {
+        mac_text: mac,
+        mac: mac.parse().expect("mac"),
+        desired: None,
+        previous: None,
+    };
+    let got = ctx
+        .update_pool("default", "net-48", |pool: &mut IPPool, ipam| {
+            alloc::allocate(pool, ipam, &req).map_err(|m| vmdhcp_controller::Error::Nics(vec![m]))
+        })
+        .await
+        .expect("allocated after one retry");
+    assert_eq!(
+        got.ip.to_string(),
+        "192.168.48.82",
+        "the address the other VM took is not handed out again"
+    );
+    let puts = server.await.expect("mock server");
+    assert_eq!(puts[0]["metadata"]["resourceVersion"], "1");
+    assert_eq!(puts[0]["status"]["ipv4"]["allocated"]["192.168.48.81"], mac);
+    assert_eq!(
+        puts[1]["metadata"]["resourceVersion"], "2",
+        "the retry carries the version it read"
+    );
+    assert_eq!(
+        puts[1]["status"]["ipv4"]["allocated"],
+        json!({"192.168.48.81": "bb:bb:bb:bb:bb:01", "192.168.48.82": mac})
+    );
+    assert_eq!(
+        (
+            puts[1]["status"]["ipv4"]["used"].clone(),
+            puts[1]["status"]["ipv4"]["available"].clone()
+        ),
+        (json!(2), json!(8))
+    );
+}
+
+#[tokio::test]
+async fn an_ippool_reconcile_creates_the_agent_and_records_it() {
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair();
+    let ctx = context(Client::new(service, "default"));
+    let pool: IPPool = serde_json::from_value(pool_json("5", &json!({}))).expect("pool");
+    let server = tokio::spawn(async move {
+        let mut calls = Vec::new();
+        loop {
+            let (req, send) = handle.next_request().await.expect("request");
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            calls.push(format!("{method} {path}"));
+            match (method.as_str(), path.as_str()) {
+                ("GET", "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/net-48") => send.send_response(respond(
+                    StatusCode::OK,
+                    &json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+                        "metadata": {"name": "net-48", "namespace": "default", "resourceVersion": "9", "labels": {
+                            "network.harvesterhci.io/clusternetwork": "mgmt",
+                            "network.harvesterhci.io/ippool-namespace": "default",
+                            "network.harvesterhci.io/ippool-name": "net-48"}},
+                        "spec": {"config": "{}"}}),
+                )),
+                ("GET", "/api/v1/namespaces/harvester-system/pods/default-net-48-agent") => {
+                    send.send_response(respond(StatusCode::NOT_FOUND, &status(404, "NotFound", "pods \"default-net-48-agent\" not found")));
+                }
+                ("POST", "/api/v1/namespaces/harvester-system/pods") => {
+                    let mut pod = body(req).await;
+                    assert_eq!(pod["metadata"]["name"], "default-net-48-agent");
+                    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["--ippool-ref", "default/net-48"]));
+                    pod["metadata"]["uid"] = json!("pod-uid-1");
+                    send.send_response(respond(StatusCode::CREATED, &pod));
+                }
+                ("POST", p) if p.ends_with("/events") => {
+                    let event = body(req).await;
+                    send.send_response(respond(StatusCode::CREATED, &event));
+                }
+                ("PUT", "/apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48/status") => {
+                    let written = body(req).await;
+                    send.send_response(respond(StatusCode::OK, &written));
+                    return (calls, written);
+                }
+                other => panic!("unexpected call {other:?}"),
+            }
+        }
+    });
+    let action = vmdhcp_controller::reconcile::ippool::reconcile(Arc::new(pool), ctx)
+        .await
+        .expect("reconciles");
+    let (calls, written) = server.await.expect("mock server");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| !c.ends_with("/events"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        [
+            "GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/net-48",
+            "GET /api/v1/namespaces/harvester-system/pods/default-net-48-agent",
+            "POST /api/v1/namespaces/harvester-system/pods",
+            "PUT /apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48/status",
+        ]
+    );
+    assert_eq!(written["metadata"]["resourceVersion"], "5");
+    assert_eq!(
+        written["status"]["agentPodRef"],
+        json!({"namespace": "harvester-system", "name": "default-net-48-agent", "image": "rancher/harvester-vm-dhcp-agent:v2", "uid": "pod-uid-1"})
+    );
+    let conditions: Vec<(String, String)> = written["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (type_, want) in [
+        ("Registered", "True"),
+        ("CacheReady", "True"),
+        ("AgentReady", "False"),
+        ("Stopped", "False"),
+    ] {
+        assert!(
+            conditions.contains(&(type_.to_owned(), want.to_owned())),
+            "{type_} should be {want}: {conditions:?}"
+        );
+    }
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30))
+    );
+}
