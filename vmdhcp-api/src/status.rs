@@ -45,22 +45,29 @@ use crate::ippool::{IPPoolStatus, IPv4Config, IPv4Status};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn refresh_ipv4(status: &mut IPPoolStatus, spec: &IPv4Config, pool: &ipam::Pool) -> bool {
-    let before = status.ipv4.clone();
+    // O(marks), not O(allocations): this runs on every allocation of pools with thousands.
+    let mut changed = status.ipv4.is_none();
     let v4 = status.ipv4.get_or_insert_with(IPv4Status::default);
-    v4.used = pool.used().into();
-    v4.available = pool.available().into();
+    let (used, available) = (i64::from(pool.used()), i64::from(pool.available()));
+    changed |= v4.used != used || v4.available != available;
+    v4.used = used;
+    v4.available = available;
     let in_range = |s: &str| s.parse::<Ipv4Addr>().is_ok_and(|ip| pool.in_range(ip));
+    let mut mark = |ip: &str, value: &str| {
+        if v4.allocated.get(ip).map(String::as_str) != Some(value) {
+            v4.allocated.insert(ip.to_owned(), value.to_owned());
+            changed = true;
+        }
+    };
     for reserved in std::iter::once(spec.server_ip.as_str()).chain(spec.router.as_deref()) {
         if in_range(reserved) {
-            v4.allocated
-                .insert(reserved.to_owned(), MARK_RESERVED.to_owned());
+            mark(reserved, MARK_RESERVED);
         }
     }
     for exclude in spec.pool.excludes() {
-        v4.allocated
-            .insert(exclude.clone(), MARK_EXCLUDED.to_owned());
+        mark(exclude, MARK_EXCLUDED);
     }
-    status.ipv4 != before
+    changed
 }
 
 /// Records `allocated[ip] = mac`. Returns whether it changed anything.

@@ -35,6 +35,35 @@ pub struct Allocated {
     pub new: bool,
 }
 
+/// A pool's allocator with an index of its allocations by MAC, both rebuilt from the status.
+#[derive(Debug, Clone)]
+pub struct Allocator {
+    /// The addresses.
+    pub ipam: ipam::Pool,
+    /// Allocations by MAC (any spelling in the status, parsed).
+    macs: HashMap<MacAddr, Ipv4Addr>,
+}
+
+impl Allocator {
+    /// Rebuilds the allocator of `pool` from its spec and `status.ipv4.allocated`.
+    ///
+    /// # Errors
+    /// When the spec or an allocation entry does not rebuild (the message names it).
+    pub fn rebuild(pool: &IPPool) -> Result<Self, vmdhcp_api::Error> {
+        let ipam = vmdhcp_api::convert::to_ipam_pool(pool)?;
+        let macs = vmdhcp_api::convert::allocations(pool)?
+            .into_iter()
+            .filter_map(|(ip, mac)| mac.parse().ok().map(|m| (m, ip)))
+            .collect();
+        Ok(Self { ipam, macs })
+    }
+
+    /// The address `mac` holds, if any.
+    pub fn address_of(&self, mac: &MacAddr) -> Option<Ipv4Addr> {
+        self.macs.get(mac).copied()
+    }
+}
+
 /// Gives `req` its address in `pool`: the one its MAC already holds (idempotent per MAC,
 /// whatever the MAC's spelling), else the desired one, else the previous one if still free,
 /// else the lowest free address. Records a new allocation in `pool`'s status and `ipam`.
@@ -46,15 +75,12 @@ pub struct Allocated {
 /// (upstream said "no more ip addresses left", which sent users looking for a full pool).
 pub fn allocate(
     pool: &mut IPPool,
-    ipam: &mut ipam::Pool,
+    alloc: &mut Allocator,
     req: &Request<'_>,
 ) -> Result<Allocated, String> {
-    let network = pool.spec.network_name.clone();
-    let held = vmdhcp_api::convert::allocations(pool)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|(_, mac)| mac.parse::<MacAddr>().is_ok_and(|m| m == req.mac));
-    if let Some((ip, _)) = held {
+    let network = &pool.spec.network_name;
+    let ipam = &mut alloc.ipam;
+    if let Some(ip) = alloc.macs.get(&req.mac).copied() {
         return match req.desired {
             Some(want) if want != ip => Err(UpstreamError::DesiredIpChanged {
                 mac: req.mac_text.to_owned(),
@@ -81,6 +107,7 @@ pub fn allocate(
             other => other.to_string(),
         })?
     };
+    alloc.macs.insert(req.mac, ip);
     let status = pool.status.get_or_insert_with(Default::default);
     vmdhcp_api::status::record_allocation(status, ip, req.mac_text);
     Ok(Allocated { ip, new: true })
@@ -109,14 +136,12 @@ fn designated_error(ip: Ipv4Addr, ipam: &ipam::Pool, e: &ipam::Error) -> String 
 
 /// Releases the allocation of `ip` if it belongs to `mac` (never another MAC's, never a mark).
 /// Returns whether the status changed.
-pub fn release(pool: &mut IPPool, ipam: &mut ipam::Pool, ip: Ipv4Addr, mac: &MacAddr) -> bool {
-    let owned = pool
-        .allocated()
-        .any(|(k, v)| k.parse() == Ok(ip) && v.parse::<MacAddr>().is_ok_and(|m| m == *mac));
-    if !owned {
+pub fn release(pool: &mut IPPool, alloc: &mut Allocator, ip: Ipv4Addr, mac: &MacAddr) -> bool {
+    if alloc.macs.get(mac) != Some(&ip) {
         return false;
     }
-    let _ = ipam.release(ip);
+    alloc.macs.remove(mac);
+    let _ = alloc.ipam.release(ip);
     pool.status
         .as_mut()
         .is_some_and(|s| vmdhcp_api::status::release_allocation(s, ip))
@@ -132,7 +157,7 @@ pub struct Allocators {
 struct Cached {
     uid: String,
     resource_version: String,
-    ipam: ipam::Pool,
+    alloc: Allocator,
 }
 
 impl Allocators {
@@ -141,19 +166,19 @@ impl Allocators {
     ///
     /// # Errors
     /// When the pool's spec or status does not rebuild (the message names the entry).
-    pub fn take(&mut self, pool: &IPPool) -> Result<ipam::Pool, vmdhcp_api::Error> {
+    pub fn take(&mut self, pool: &IPPool) -> Result<Allocator, vmdhcp_api::Error> {
         let key = key(pool);
         if let Some(c) = self.pools.remove(&key)
             && Some(&c.uid) == pool.metadata.uid.as_ref()
             && Some(&c.resource_version) == pool.metadata.resource_version.as_ref()
         {
-            return Ok(c.ipam);
+            return Ok(c.alloc);
         }
-        vmdhcp_api::convert::to_ipam_pool(pool)
+        Allocator::rebuild(pool)
     }
 
-    /// Keeps `ipam` as the allocator of `pool` as written (with its new `resourceVersion`).
-    pub fn put(&mut self, pool: &IPPool, ipam: ipam::Pool) {
+    /// Keeps `alloc` as the allocator of `pool` as written (with its new `resourceVersion`).
+    pub fn put(&mut self, pool: &IPPool, alloc: Allocator) {
         if let (Some(uid), Some(rv)) = (
             pool.metadata.uid.clone(),
             pool.metadata.resource_version.clone(),
@@ -163,7 +188,7 @@ impl Allocators {
                 Cached {
                     uid,
                     resource_version: rv,
-                    ipam,
+                    alloc,
                 },
             );
         }
@@ -213,7 +238,7 @@ mod tests {
     #[test]
     fn lowest_free_then_idempotent_per_mac_in_any_spelling() {
         let mut p = pool(&json!({"192.168.48.81": "EXCLUDED"}));
-        let mut ipam = vmdhcp_api::convert::to_ipam_pool(&p).expect("rebuilds");
+        let mut ipam = Allocator::rebuild(&p).expect("rebuilds");
         let a = allocate(&mut p, &mut ipam, &req("aa:aa:aa:aa:aa:01")).expect("allocates");
         assert_eq!(
             a,
@@ -243,7 +268,7 @@ mod tests {
     #[test]
     fn desired_addresses_and_upstreams_errors() {
         let mut p = pool(&json!({"192.168.48.84": "aa:aa:aa:aa:aa:09"}));
-        let mut ipam = vmdhcp_api::convert::to_ipam_pool(&p).expect("rebuilds");
+        let mut ipam = Allocator::rebuild(&p).expect("rebuilds");
         let mut r = req("aa:aa:aa:aa:aa:01");
         r.desired = Some(ip("192.168.48.85"));
         assert_eq!(
@@ -277,7 +302,7 @@ mod tests {
     #[test]
     fn exhaustion_names_the_network_and_a_taken_previous_address_falls_back() {
         let mut p = pool(&json!({}));
-        let mut ipam = vmdhcp_api::convert::to_ipam_pool(&p).expect("rebuilds");
+        let mut ipam = Allocator::rebuild(&p).expect("rebuilds");
         let mut r = req("aa:aa:aa:aa:aa:01");
         r.previous = Some(ip("192.168.48.84"));
         assert_eq!(
@@ -303,13 +328,13 @@ mod tests {
     fn release_only_frees_the_macs_own_address() {
         let mut p =
             pool(&json!({"192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.81": "EXCLUDED"}));
-        let mut ipam = vmdhcp_api::convert::to_ipam_pool(&p).expect("rebuilds");
+        let mut ipam = Allocator::rebuild(&p).expect("rebuilds");
         let other: MacAddr = "aa:aa:aa:aa:aa:02".parse().expect("mac");
         assert!(!release(&mut p, &mut ipam, ip("192.168.48.82"), &other));
         assert!(!release(&mut p, &mut ipam, ip("192.168.48.81"), &other));
         let own: MacAddr = "AA:AA:AA:AA:AA:01".parse().expect("mac");
         assert!(release(&mut p, &mut ipam, ip("192.168.48.82"), &own));
-        assert_eq!(ipam.used(), 0);
+        assert_eq!(ipam.ipam.used(), 0);
         assert_eq!(p.allocated().count(), 1, "the mark stays");
     }
 
@@ -321,11 +346,11 @@ mod tests {
         allocate(&mut p, &mut ipam, &req("aa:aa:aa:aa:aa:01")).expect("allocates");
         p.metadata.resource_version = Some("8".into());
         cache.put(&p, ipam);
-        assert_eq!(cache.take(&p).expect("cached").used(), 1);
-        cache.put(&p, vmdhcp_api::convert::to_ipam_pool(&p).expect("rebuilds"));
+        assert_eq!(cache.take(&p).expect("cached").ipam.used(), 1);
+        cache.put(&p, Allocator::rebuild(&p).expect("rebuilds"));
         // Someone else wrote the pool: the status, not the cache, is the truth.
         let mut theirs = pool(&json!({}));
         theirs.metadata.resource_version = Some("9".into());
-        assert_eq!(cache.take(&theirs).expect("rebuilt").used(), 0);
+        assert_eq!(cache.take(&theirs).expect("rebuilt").ipam.used(), 0);
     }
 }

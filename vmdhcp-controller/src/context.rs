@@ -81,7 +81,7 @@ impl Context {
         &self,
         namespace: &str,
         name: &str,
-        mut change: impl FnMut(&mut IPPool, &mut ipam::Pool) -> Result<T, Error>,
+        mut change: impl FnMut(&mut IPPool, &mut crate::alloc::Allocator) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
         for attempt in 1..=WRITE_ATTEMPTS {
@@ -100,7 +100,7 @@ impl Context {
                 return Ok(out);
             }
             let status = pool.status.get_or_insert_with(Default::default);
-            vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &ipam);
+            vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &ipam.ipam);
             vmdhcp_api::status::touch(status, Timestamp::now());
             match api
                 .replace_status(name, &PostParams::default(), &pool)
