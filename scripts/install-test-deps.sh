@@ -11,3 +11,10 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iproute2 ethtool udhcpc isc-dhcp-client dhcpcd-base procps tcpdump >/dev/null
 echo "install-test-deps: installed udhcpc, dhclient, dhcpcd, iproute2, ethtool, tcpdump"
+# Helm's Go engine (there is no helm binary in these registries) for vmdhcp-api/tests/chart.rs:
+# re-render the chart and lint it. Without it those two checks skip and say so.
+if python3 -m pip install --quiet --no-input helm-python-sdk==0.2.2; then
+  echo "install-test-deps: installed helm-python-sdk (Helm SDK for the chart test)"
+else
+  echo "install-test-deps: helm-python-sdk could not be installed; the chart test's render and lint checks will skip" >&2
+fi
