@@ -36,7 +36,6 @@ use crate::{crds, leader};
 /// # Errors
 /// Configuration, the HTTP port, or a lost lease.
 pub async fn main(args: Args) -> Result<(), Error> {
-    let client = client(&args).await?;
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
@@ -46,6 +45,16 @@ pub async fn main(args: Args) -> Result<(), Error> {
             stop.cancel();
         });
     }
+    run(args, stop).await
+}
+
+/// Runs the controller the flags describe until `stop` is cancelled, or until this replica
+/// loses the lease.
+///
+/// # Errors
+/// Configuration, the HTTP port, or a lost lease.
+pub async fn run(args: Args, stop: CancellationToken) -> Result<(), Error> {
+    let client = client(&args).await?;
     let metrics = Arc::new(Registry::default());
     let (ready_tx, ready_rx) = watch::channel(if args.no_leader_election {
         Readiness::Syncing
