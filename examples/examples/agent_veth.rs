@@ -22,15 +22,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use dhcp_server::{MacAddr, SocketConfig};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use vmdhcp_agent::{Agent, Dhcp, Source};
 use vmdhcp_examples::client::{builtin_client, udhcpc_once};
-use vmdhcp_examples::netns::{
-    CLIENT_IF, CLIENT_MAC, Result, SERVER_ADDR, SERVER_IF, Topology, find, unsupported,
-};
-
-const USAGE: &str = "usage: agent_veth [--builtin-client] [--keep]";
+use vmdhcp_examples::netns::{CLIENT_IF, CLIENT_MAC, Result, SERVER_IF, Topology, find};
 
 /// The file the agent serves: `{mac}` is the client's MAC.
 const POOL_YAML: &str = "\
@@ -66,25 +61,6 @@ spec:
 ";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let builtin = args.iter().any(|a| a == "--builtin-client");
-    let keep = args.iter().any(|a| a == "--keep");
-    if let Some(other) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--builtin-client" | "--keep"))
-    {
-        eprintln!("unknown argument {other}; {USAGE}");
-        return ExitCode::from(2);
-    }
-    if let Some(reason) = unsupported() {
-        eprintln!(
-            "agent_veth cannot run: {reason}. Run it as root, e.g.\n  sudo {}",
-            std::env::args()
-                .next()
-                .unwrap_or_else(|| "agent_veth".into())
-        );
-        return ExitCode::FAILURE;
-    }
     // The agent's own log lines (loaded, allocated, offered, acked) are part of the demo.
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -92,51 +68,12 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start tokio: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // The topology lives outside the async part, so it is removed whichever way that ends.
-    let topology = match Topology::create("vmdhcp-agent-demo") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("cannot create the namespaces: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "created netns {} ({SERVER_IF} {SERVER_ADDR}/24) and {} ({CLIENT_IF} {}, no address)",
-        topology.server,
-        topology.client,
-        MacAddr::new(CLIENT_MAC)
-    );
-    let result = runtime.block_on(async {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let stop = async {
-            tokio::select! {
-                _ = interrupt.recv() => "interrupted",
-                _ = terminate.recv() => "terminated",
-            }
-        };
-        demo(&topology, builtin, keep, stop).await
-    });
-    drop(runtime);
-    drop(topology);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("agent_veth: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vmdhcp_examples::demo::run(
+        "agent_veth",
+        "vmdhcp-agent-demo",
+        2,
+        async |t, flags, stop| demo(t, flags.builtin_client, flags.keep, stop).await,
+    )
 }
 
 /// Writes the pool file, starts the agent on it, runs the client and prints the lease.

@@ -23,7 +23,6 @@ use std::time::Duration;
 use dhcp_server::{
     Config, ConfigHandle, Lease, LeaseTime, MacAddr, Server, SocketConfig, StaticLeases,
 };
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use vmdhcp_examples::client::{builtin_client, udhcpc_once};
 use vmdhcp_examples::netns::{
@@ -34,78 +33,9 @@ const DNS: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 53);
 const LEASED: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 50);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let builtin = args.iter().any(|a| a == "--builtin-client");
-    let keep = args.iter().any(|a| a == "--keep");
-    if let Some(other) = args
-        .iter()
-        .find(|a| !matches!(a.as_str(), "--builtin-client" | "--keep"))
-    {
-        eprintln!("unknown argument {other}; usage: dhcp_veth [--builtin-client] [--keep]");
-        return ExitCode::from(2);
-    }
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!(
-            "dhcp_veth needs root: it creates network namespaces and a veth pair \
-             (CAP_SYS_ADMIN, CAP_NET_ADMIN). Run it with sudo, e.g.\n  \
-             sudo {}",
-            std::env::args()
-                .next()
-                .unwrap_or_else(|| "dhcp_veth".into())
-        );
-        return ExitCode::FAILURE;
-    }
-    if find("ip").is_none() {
-        eprintln!("dhcp_veth needs the `ip` command (Debian package iproute2)");
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start tokio: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // The topology lives outside the async part, so it is removed whichever way that ends.
-    let topology = match Topology::create("vmdhcp-demo") {
-        Ok(t) => {
-            println!(
-                "created netns {} ({SERVER_IF} {SERVER_ADDR}/24) and {} ({CLIENT_IF} {}, no address)",
-                t.server,
-                t.client,
-                MacAddr::new(CLIENT_MAC)
-            );
-            t
-        }
-        Err(e) => {
-            eprintln!("cannot create the namespaces: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
-        let stop = async {
-            tokio::select! {
-                _ = interrupt.recv() => "interrupted",
-                _ = terminate.recv() => "terminated",
-            }
-        };
-        demo(&topology, builtin, keep, stop).await
-    });
-    // Dropping the runtime ends the server task and kills a client still running.
-    drop(runtime);
-    drop(topology);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dhcp_veth: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vmdhcp_examples::demo::run("dhcp_veth", "vmdhcp-demo", 1, async |t, flags, stop| {
+        demo(t, flags.builtin_client, flags.keep, stop).await
+    })
 }
 
 /// Serves, runs the client and prints the lease; `stop` (a signal) ends it early, or, with

@@ -3,4 +3,5 @@
 //! The examples themselves live in `examples/`.
 
 pub mod client;
+pub mod demo;
 pub mod netns;

@@ -60,9 +60,9 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// The namespaces a demo run with this pid would have created.
-fn leftover_namespaces(pid: u32) -> Vec<String> {
+fn leftover_namespaces(demo_prefix: &str, pid: u32) -> Vec<String> {
     let out = run(Command::new("ip").args(["netns", "list"]));
-    let prefix = format!("vmdhcp-demo-{pid}-");
+    let prefix = format!("{demo_prefix}-{pid}-");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -78,34 +78,46 @@ fn veth_unsupported() -> Option<String> {
     find("ip").map_or_else(|| Some("`ip` (iproute2) is not installed".into()), |_| None)
 }
 
-/// Runs the demo to completion and checks the lease it prints and that it cleaned up.
-fn veth_demo(args: &[&str], client: &str) {
-    let child = Command::new(example("dhcp_veth"))
+/// The lease line both veth demos print for the client's MAC.
+const LEASE: &str = "lease: address 10.98.0.50 mask 255.255.255.0 router 10.98.0.1 dns 10.98.0.53 \
+                     domain demo.test lease time 3600 s server 10.98.0.1";
+
+/// Runs a veth demo to completion with `args`, checks that it used `client`, printed
+/// [`LEASE`] and removed its namespaces (`<prefix>-<pid>-*`); returns its stdout and a dump of
+/// everything for messages.
+fn run_demo(example_name: &str, prefix: &str, args: &[&str], client: &str) -> (String, String) {
+    let child = Command::new(example(example_name))
         .args(args)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start dhcp_veth");
+        .unwrap_or_else(|e| panic!("start {example_name}: {e}"));
     let pid = child.id();
-    let out = child.wait_with_output().expect("dhcp_veth runs");
+    let out = child.wait_with_output().expect("the demo runs");
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains(&format!("client: {client}")), "{all}");
     let lease = stdout
         .lines()
         .find(|l| l.starts_with("lease: "))
         .unwrap_or_else(|| panic!("no lease line\n{all}"));
+    assert_eq!(lease, LEASE, "{all}");
+    assert!(stdout.contains("removed netns"), "{all}");
     assert_eq!(
-        lease,
-        "lease: address 10.98.0.50 mask 255.255.255.0 router 10.98.0.1 dns 10.98.0.53 \
-         domain demo.test lease time 3600 s server 10.98.0.1",
+        leftover_namespaces(prefix, pid),
+        Vec::<String>::new(),
         "{all}"
     );
+    (stdout, all)
+}
+
+/// The library demo: its server's events are printed too.
+fn veth_demo(args: &[&str], client: &str) {
+    let (stdout, all) = run_demo("dhcp_veth", "vmdhcp-demo", args, client);
     assert!(stdout.contains("server event: offered 10.98.0.50"), "{all}");
     assert!(stdout.contains("server event: acked 10.98.0.50"), "{all}");
-    assert!(stdout.contains("removed netns"), "{all}");
-    assert_eq!(leftover_namespaces(pid), Vec::<String>::new());
 }
 
 #[test]
@@ -159,7 +171,7 @@ fn veth_demo_cleans_up_on_ctrl_c() {
         }
     }
     // While it serves, its namespaces exist; Ctrl-C must take them away.
-    let during = leftover_namespaces(pid);
+    let during = leftover_namespaces("vmdhcp-demo", pid);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits")),
         nix::sys::signal::Signal::SIGINT,
@@ -178,7 +190,10 @@ fn veth_demo_cleans_up_on_ctrl_c() {
     assert_eq!(during.len(), 2, "{during:?}");
     assert!(status.success(), "{status}\n{seen}\n{stderr}");
     assert!(seen.contains("removed netns"), "{seen}");
-    assert_eq!(leftover_namespaces(pid), Vec::<String>::new());
+    assert_eq!(
+        leftover_namespaces("vmdhcp-demo", pid),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -234,29 +249,7 @@ fn embed_example_serves_itself_on_loopback_and_applies_changes() {
 
 /// The README's first command: the agent in standalone mode leases to a real client.
 fn agent_demo(args: &[&str], client: &str) {
-    let child = Command::new(example("agent_veth"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start agent_veth");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("agent_veth runs");
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(&format!("client: {client}")), "{all}");
-    let lease = stdout
-        .lines()
-        .find(|l| l.starts_with("lease: "))
-        .unwrap_or_else(|| panic!("no lease line\n{all}"));
-    assert_eq!(
-        lease,
-        "lease: address 10.98.0.50 mask 255.255.255.0 router 10.98.0.1 dns 10.98.0.53 \
-         domain demo.test lease time 3600 s server 10.98.0.1",
-        "{all}"
-    );
+    let (stdout, all) = run_demo("agent_veth", "vmdhcp-agent-demo", args, client);
     // The address came from the vmnetcfg in the file, allocated by the agent.
     assert!(
         stdout.contains("lease added") && stdout.contains("mac=02:00:00:98:00:01 ip=10.98.0.50"),
@@ -265,13 +258,6 @@ fn agent_demo(args: &[&str], client: &str) {
     assert!(
         stdout.contains("acked 10.98.0.50 to 02:00:00:98:00:01"),
         "{all}"
-    );
-    assert!(stdout.contains("removed netns"), "{all}");
-    let prefix = format!("vmdhcp-agent-demo-{pid}-");
-    let listed = run(Command::new("ip").args(["netns", "list"]));
-    assert!(
-        !String::from_utf8_lossy(&listed.stdout).contains(&prefix),
-        "namespaces left behind"
     );
 }
 
