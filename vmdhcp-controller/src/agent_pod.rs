@@ -23,6 +23,9 @@ use vmdhcp_api::consts::{
 };
 use vmdhcp_api::network::NamespacedName;
 
+/// The one capability the `agent` container keeps.
+pub const AGENT_RUNTIME_CAPABILITY: &str = "NET_BIND_SERVICE";
+
 /// What the agent Pod of one pool is built from.
 #[derive(Debug, Clone)]
 pub struct AgentPodParams<'a> {
@@ -50,13 +53,19 @@ pub struct AgentPodParams<'a> {
 /// cluster-network node affinity, `ip-setter` init container, probes.
 pub fn build(p: &AgentPodParams<'_>) -> Pod {
     let name = agent_pod_name(&p.pool.namespace, &p.pool.name);
-    let root = || SecurityContext {
+    // The init container sets the server address on eth1: root with NET_ADMIN, as upstream.
+    // The agent only binds UDP 67 on eth1 (SO_BINDTODEVICE needs no capability since Linux
+    // 5.7, replies are broadcast, not injected into the ARP table), so it keeps
+    // NET_BIND_SERVICE alone; upstream gave it NET_ADMIN too. Root keeps the added capability
+    // effective without ambient capabilities.
+    let root = |add: &str, drop_all: bool| SecurityContext {
         run_as_user: Some(0),
         run_as_group: Some(0),
         capabilities: Some(Capabilities {
-            add: Some(vec![AGENT_CAPABILITY.to_owned()]),
-            drop: None,
+            add: Some(vec![add.to_owned()]),
+            drop: drop_all.then(|| vec!["ALL".to_owned()]),
         }),
+        allow_privilege_escalation: drop_all.then_some(false),
         ..SecurityContext::default()
     };
     let probe = |path: &str| Probe {
@@ -109,7 +118,7 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
                 image_pull_policy: Some(AGENT_INIT_PULL_POLICY.to_owned()),
                 command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
                 args: Some(vec![ip_setter_script(p.server_ip, p.prefix_len)]),
-                security_context: Some(root()),
+                security_context: Some(root(AGENT_CAPABILITY, false)),
                 ..Container::default()
             }]),
             containers: vec![Container {
@@ -121,7 +130,7 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
                     value: Some(name),
                     value_from: None,
                 }]),
-                security_context: Some(root()),
+                security_context: Some(root(AGENT_RUNTIME_CAPABILITY, true)),
                 liveness_probe: Some(probe(PATH_HEALTHZ)),
                 readiness_probe: Some(probe(PATH_READYZ)),
                 ..Container::default()
@@ -245,7 +254,8 @@ mod tests {
                     "image": "rancher/harvester-vm-dhcp-agent:v1.5.0",
                     "args": ["--ippool-ref", "default/net-48"],
                     "env": [{"name": "VM_DHCP_AGENT_NAME", "value": "default-net-48-agent"}],
-                    "securityContext": {"runAsUser": 0, "runAsGroup": 0, "capabilities": {"add": ["NET_ADMIN"]}},
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": false,
+                        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}},
                     "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}}
                 }]
