@@ -10,6 +10,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use serde_json::{Value, json};
 use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 use vmdhcp_controller::alloc::{self, Request as NicRequest};
 use vmdhcp_controller::context::Context;
 use vmdhcp_controller::metrics::Registry;
@@ -18,7 +19,15 @@ use vmdhcp_controller::pool_plan::AgentSettings;
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 fn context(client: Client) -> Arc<Context> {
-    let (pools, _) = reflector::store();
+    context_with_pools(client, &[])
+}
+
+/// A context whose IPPool cache holds `cached`.
+fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
+    let (pools, mut writer) = reflector::store();
+    for pool in cached {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pool.clone()));
+    }
     let (vmnetcfgs, _) = reflector::store();
     Arc::new(Context {
         client: client.clone(),
@@ -251,5 +260,140 @@ async fn an_ippool_reconcile_creates_the_agent_and_records_it() {
     assert_eq!(
         action,
         kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30))
+    );
+}
+
+fn vmnetcfg_json() -> Value {
+    json!({
+        "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "VirtualMachineNetworkConfig",
+        "metadata": {"name": "vm-1", "namespace": "default", "uid": "cfg-uid", "resourceVersion": "11",
+                     "finalizers": ["wrangler.cattle.io/vm-dhcp-vmnetcfg-controller"]},
+        "spec": {"vmName": "vm-1", "networkConfigs": [
+            {"networkName": "net-48", "macAddress": "AA:AA:AA:AA:AA:01"},
+            {"networkName": "default/unmanaged", "macAddress": "aa:aa:aa:aa:aa:02"}]}
+    })
+}
+
+fn cache_ready(mut pool: Value, ready: bool) -> IPPool {
+    pool["status"]["conditions"] =
+        json!([{"type": "CacheReady", "status": if ready { "True" } else { "False" }}]);
+    serde_json::from_value(pool).expect("pool")
+}
+
+/// Serves the calls of one vmnetcfg reconcile; returns the calls (events left out) and the
+/// bodies of the PUTs.
+async fn serve_vmnetcfg_reconcile(
+    mut handle: Handle,
+    pool_at_get: Value,
+) -> (Vec<String>, Vec<Value>) {
+    let mut calls = Vec::new();
+    let mut puts = Vec::new();
+    loop {
+        let (req, send) = handle.next_request().await.expect("request");
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        if path.ends_with("/events") {
+            let event = body(req).await;
+            send.send_response(respond(StatusCode::CREATED, &event));
+            continue;
+        }
+        calls.push(format!("{method} {path}"));
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48") => {
+                send.send_response(respond(StatusCode::OK, &pool_at_get));
+            }
+            ("PUT", p) if p.ends_with("/status") => {
+                let written = body(req).await;
+                puts.push(written.clone());
+                send.send_response(respond(StatusCode::OK, &written));
+                if p.contains("virtualmachinenetworkconfigs") {
+                    return (calls, puts);
+                }
+            }
+            other => panic!("unexpected call {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_vmnetcfg_gets_its_address_and_an_unmanaged_nic_is_left_alone() {
+    let (service, handle): (_, Handle) = tower_test::mock::pair();
+    let pool = pool_json("5", &json!({}));
+    let ctx = context_with_pools(
+        Client::new(service, "default"),
+        &[cache_ready(pool.clone(), true)],
+    );
+    let server = tokio::spawn(serve_vmnetcfg_reconcile(handle, pool));
+    let cfg: VirtualMachineNetworkConfig =
+        serde_json::from_value(vmnetcfg_json()).expect("vmnetcfg");
+    let action = vmdhcp_controller::reconcile::vmnetcfg::reconcile(Arc::new(cfg), ctx)
+        .await
+        .expect("reconciles");
+    let (calls, puts) = server.await.expect("mock server");
+    assert_eq!(
+        calls,
+        [
+            "GET /apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48",
+            "PUT /apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48/status",
+            "PUT /apis/network.harvesterhci.io/v1alpha1/namespaces/default/virtualmachinenetworkconfigs/vm-1/status",
+        ]
+    );
+    assert_eq!(puts[0]["metadata"]["resourceVersion"], "5");
+    assert_eq!(
+        puts[0]["status"]["ipv4"]["allocated"],
+        json!({"192.168.48.81": "AA:AA:AA:AA:AA:01"}),
+        "the MAC as the vmnetcfg writes it"
+    );
+    let status = &puts[1]["status"];
+    assert_eq!(
+        status["networkConfigs"],
+        json!([{"allocatedIPAddress": "192.168.48.81", "macAddress": "AA:AA:AA:AA:AA:01", "networkName": "net-48", "state": "Allocated"}])
+    );
+    let allocated = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Allocated")
+        .expect("Allocated")
+        .clone();
+    assert_eq!(allocated["status"], "True");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
+
+#[tokio::test]
+async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
+    let (service, handle): (_, Handle) = tower_test::mock::pair();
+    let pool = pool_json("5", &json!({}));
+    let ctx = context_with_pools(
+        Client::new(service, "default"),
+        &[cache_ready(pool.clone(), false)],
+    );
+    let server = tokio::spawn(serve_vmnetcfg_reconcile(handle, pool));
+    let cfg: VirtualMachineNetworkConfig =
+        serde_json::from_value(vmnetcfg_json()).expect("vmnetcfg");
+    let action = vmdhcp_controller::reconcile::vmnetcfg::reconcile(Arc::new(cfg), ctx)
+        .await
+        .expect("reconciles");
+    let (calls, puts) = server.await.expect("mock server");
+    assert_eq!(
+        calls,
+        [
+            "PUT /apis/network.harvesterhci.io/v1alpha1/namespaces/default/virtualmachinenetworkconfigs/vm-1/status"
+        ],
+        "the pool is not touched"
+    );
+    let allocated = puts[0]["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Allocated")
+        .expect("Allocated")
+        .clone();
+    assert_eq!(
+        (allocated["status"].as_str(), allocated["message"].as_str()),
+        (Some("False"), Some("ippool default/net-48 is not ready"))
+    );
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(15))
     );
 }
