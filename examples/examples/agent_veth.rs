@@ -24,8 +24,8 @@ use std::time::Duration;
 use dhcp_server::{MacAddr, SocketConfig};
 use tokio_util::sync::CancellationToken;
 use vmdhcp_agent::{Agent, Dhcp, Source};
-use vmdhcp_examples::client::{builtin_client, udhcpc_once};
-use vmdhcp_examples::netns::{CLIENT_IF, CLIENT_MAC, Result, SERVER_IF, Topology, find};
+use vmdhcp_examples::client::get_lease;
+use vmdhcp_examples::netns::{CLIENT_IF, CLIENT_MAC, Result, SERVER_IF, Topology};
 
 /// The file the agent serves: `{mac}` is the client's MAC.
 const POOL_YAML: &str = "\
@@ -103,16 +103,7 @@ async fn demo(
         ended = &mut running => return Err(format!("the agent stopped: {:?}", ended?).into()),
     }
 
-    let udhcpc = if builtin { None } else { find("udhcpc") };
-    let client = async {
-        if let Some(udhcpc) = udhcpc {
-            println!("client: {} in {}", udhcpc.display(), t.client);
-            udhcpc_once(t, &udhcpc).await
-        } else {
-            println!("client: built-in (dhcproto over UDP) in {}", t.client);
-            builtin_client(t).await
-        }
-    };
+    let client = get_lease(t, builtin);
     let lease = tokio::select! {
         got = client => got?,
         why = &mut stop => return Err(why.into()),

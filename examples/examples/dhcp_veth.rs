@@ -24,10 +24,8 @@ use dhcp_server::{
     Config, ConfigHandle, Lease, LeaseTime, MacAddr, Server, SocketConfig, StaticLeases,
 };
 use tokio_util::sync::CancellationToken;
-use vmdhcp_examples::client::{builtin_client, udhcpc_once};
-use vmdhcp_examples::netns::{
-    CLIENT_IF, CLIENT_MAC, Result, SERVER_ADDR, SERVER_IF, Topology, find,
-};
+use vmdhcp_examples::client::get_lease;
+use vmdhcp_examples::netns::{CLIENT_IF, CLIENT_MAC, Result, SERVER_ADDR, SERVER_IF, Topology};
 
 const DNS: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 53);
 const LEASED: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 50);
@@ -76,16 +74,7 @@ async fn demo(
         }
     });
 
-    let udhcpc = if builtin { None } else { find("udhcpc") };
-    let client = async {
-        if let Some(udhcpc) = udhcpc {
-            println!("client: {} in {}", udhcpc.display(), t.client);
-            udhcpc_once(t, &udhcpc).await
-        } else {
-            println!("client: built-in (dhcproto over UDP) in {}", t.client);
-            builtin_client(t).await
-        }
-    };
+    let client = get_lease(t, builtin);
     let lease = tokio::select! {
         got = client => got?,
         why = &mut stop => return Err(why.into()),

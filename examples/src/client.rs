@@ -120,6 +120,24 @@ pub async fn udhcpc_once(t: &Topology, udhcpc: &Path) -> Result<Got> {
         })
 }
 
+/// Gets a lease in the client namespace with udhcpc when installed (and `builtin` is false),
+/// else with [`builtin_client`]; says which on stdout.
+///
+/// # Errors
+/// When the client gets no lease.
+pub async fn get_lease(t: &Topology, builtin: bool) -> Result<Got> {
+    match (!builtin).then(|| crate::netns::find("udhcpc")).flatten() {
+        Some(udhcpc) => {
+            println!("client: {} in {}", udhcpc.display(), t.client);
+            udhcpc_once(t, &udhcpc).await
+        }
+        None => {
+            println!("client: built-in (dhcproto over UDP) in {}", t.client);
+            builtin_client(t).await
+        }
+    }
+}
+
 /// A minimal DHCP client: DISCOVER, OFFER, REQUEST, ACK over a UDP socket on port 68 bound
 /// to the client's interface. The interface has no address yet, so requests leave from
 /// 0.0.0.0 to 255.255.255.255, with the broadcast flag set so the reply comes back broadcast.

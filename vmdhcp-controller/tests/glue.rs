@@ -314,13 +314,15 @@ async fn serve_vmnetcfg_reconcile(
     }
 }
 
-#[tokio::test]
-async fn a_vmnetcfg_gets_its_address_and_an_unmanaged_nic_is_left_alone() {
+/// Reconciles [`vmnetcfg_json`] against a pool whose cached `CacheReady` is `ready`.
+async fn reconcile_vmnetcfg(
+    ready: bool,
+) -> (kube::runtime::controller::Action, Vec<String>, Vec<Value>) {
     let (service, handle): (_, Handle) = tower_test::mock::pair();
     let pool = pool_json("5", &json!({}));
     let ctx = context_with_pools(
         Client::new(service, "default"),
-        &[cache_ready(pool.clone(), true)],
+        &[cache_ready(pool.clone(), ready)],
     );
     let server = tokio::spawn(serve_vmnetcfg_reconcile(handle, pool));
     let cfg: VirtualMachineNetworkConfig =
@@ -329,6 +331,12 @@ async fn a_vmnetcfg_gets_its_address_and_an_unmanaged_nic_is_left_alone() {
         .await
         .expect("reconciles");
     let (calls, puts) = server.await.expect("mock server");
+    (action, calls, puts)
+}
+
+#[tokio::test]
+async fn a_vmnetcfg_gets_its_address_and_an_unmanaged_nic_is_left_alone() {
+    let (action, calls, puts) = reconcile_vmnetcfg(true).await;
     assert_eq!(
         calls,
         [
@@ -361,19 +369,7 @@ async fn a_vmnetcfg_gets_its_address_and_an_unmanaged_nic_is_left_alone() {
 
 #[tokio::test]
 async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
-    let (service, handle): (_, Handle) = tower_test::mock::pair();
-    let pool = pool_json("5", &json!({}));
-    let ctx = context_with_pools(
-        Client::new(service, "default"),
-        &[cache_ready(pool.clone(), false)],
-    );
-    let server = tokio::spawn(serve_vmnetcfg_reconcile(handle, pool));
-    let cfg: VirtualMachineNetworkConfig =
-        serde_json::from_value(vmnetcfg_json()).expect("vmnetcfg");
-    let action = vmdhcp_controller::reconcile::vmnetcfg::reconcile(Arc::new(cfg), ctx)
-        .await
-        .expect("reconciles");
-    let (calls, puts) = server.await.expect("mock server");
+    let (action, calls, puts) = reconcile_vmnetcfg(false).await;
     assert_eq!(
         calls,
         [

@@ -76,6 +76,16 @@ fn healthy_node() -> NodeSeen {
     ))
 }
 
+/// What is seen when the NAD is labelled and `pod` runs on a healthy node.
+fn with_pod(pod: Pod) -> Observed {
+    Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod),
+        node: healthy_node(),
+        orphans: Vec::new(),
+    }
+}
+
 fn with_ref(uid: &str, image: &str) -> serde_json::Value {
     json!({"agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": uid, "image": image}})
 }
@@ -170,12 +180,7 @@ fn nad_problems_are_registered_errors_with_upstreams_messages() {
 #[test]
 fn a_ready_agent_with_the_current_image_is_ready() {
     let p = pool(&with_ref("pod-uid", IMAGE));
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, true, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let seen = with_pod(pod("pod-uid", IMAGE, true, false));
     let plan = plan(&p, &seen, &settings(), now());
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert_eq!(cond(&plan, COND_REGISTERED), ok());
@@ -185,17 +190,12 @@ fn a_ready_agent_with_the_current_image_is_ready() {
 #[test]
 fn a_controller_upgrade_replaces_the_agent_unless_held() {
     let p = pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1"));
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod(
-            "pod-uid",
-            "rancher/harvester-vm-dhcp-agent:v1",
-            true,
-            false,
-        )),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let seen = with_pod(pod(
+        "pod-uid",
+        "rancher/harvester-vm-dhcp-agent:v1",
+        true,
+        false,
+    ));
     let upgraded = plan(&p, &seen, &settings(), now());
     assert_eq!(
         upgraded
@@ -234,12 +234,7 @@ fn a_controller_upgrade_replaces_the_agent_unless_held() {
 #[test]
 fn uid_mismatch_terminating_and_unready_pods() {
     let p = pool(&with_ref("old-uid", IMAGE));
-    let other = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("new-uid", IMAGE, true, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let other = with_pod(pod("new-uid", IMAGE, true, false));
     let plan1 = plan(&p, &other, &settings(), now());
     assert_eq!(
         cond(&plan1, COND_REGISTERED),
@@ -251,23 +246,13 @@ fn uid_mismatch_terminating_and_unready_pods() {
     );
 
     let p = pool(&with_ref("pod-uid", IMAGE));
-    let dying = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, true, true)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let dying = with_pod(pod("pod-uid", IMAGE, true, true));
     assert_eq!(
         cond(&plan(&p, &dying, &settings(), now()), COND_REGISTERED),
         err("agent pod default-net-48-agent marked for deletion")
     );
 
-    let unready = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, false, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let unready = with_pod(pod("pod-uid", IMAGE, false, false));
     assert_eq!(
         cond(&plan(&p, &unready, &settings(), now()), COND_AGENT_READY),
         err("agent pod default-net-48-agent not ready")
@@ -307,12 +292,7 @@ fn an_agent_on_a_lost_node_is_force_deleted() {
 #[test]
 fn an_unreferenced_pod_of_ours_is_adopted() {
     let p = pool(&json!(null));
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, true, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let seen = with_pod(pod("pod-uid", IMAGE, true, false));
     let plan = plan(&p, &seen, &settings(), now());
     assert!(plan.actions.is_empty(), "{:?}", plan.actions);
     assert_eq!(
@@ -329,12 +309,7 @@ fn pausing_deletes_the_agent_and_keeps_allocations_and_no_agent_reports_success(
         "agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE}}),
     );
     p.spec.paused = Some(true);
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, true, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let seen = with_pod(pod("pod-uid", IMAGE, true, false));
     let paused = plan(&p, &seen, &settings(), now());
     assert_eq!(
         paused.actions,
@@ -379,12 +354,7 @@ fn a_restart_rebuilds_an_identical_state() {
     let status = json!({
         "ipv4": {"allocated": {"192.168.48.81": "EXCLUDED", "192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.84": "aa:aa:aa:aa:aa:02", "192.168.48.90": "EXCLUDED"}, "used": 2, "available": 6},
         "agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE}});
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        pod: Some(pod("pod-uid", IMAGE, true, false)),
-        node: healthy_node(),
-        orphans: Vec::new(),
-    };
+    let seen = with_pod(pod("pod-uid", IMAGE, true, false));
     let first = plan(&pool(&status), &seen, &settings(), now());
     let mut after = pool(&status);
     after.status = Some(first.status.clone());
