@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check CI runs, in the order it runs them: formatting, clippy with warnings as errors,
-# all tests (unit, integration, network tests when root), then doctests.
+# all tests (unit, integration, network tests when root), then doctests and the API docs
+# (broken intra-doc links fail).
 # Tests that need root or a missing tool print why they skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +15,4 @@ else
   cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
 fi
 cargo test --workspace --all-features --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet

@@ -9,11 +9,11 @@
 //! - [`state`] — [`Served`](state::Served): the table and configuration being served, swapped
 //!   whole on every change so the next reply uses the latest spec.
 //! - [`watch`] — Kubernetes source: the watcher, and the pure event → action step.
-//! - [`file`] — standalone source: parse, allocate vmnetcfg NICs with `ipam`, follow changes.
+//! - [`file`](mod@file) — standalone source: parse, allocate vmnetcfg NICs with `ipam`, follow changes.
 //! - [`ntp`] — resolves NTP host names on a schedule.
 //! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/leases`.
 //! - [`metrics`] — the agent's own series.
-//! - [`cli`] — flags; [`run`] — wiring ([`Agent`](run::Agent)).
+//! - [`cli`] — flags; [`run`] — wiring ([`run::Agent`]).
 //!
 //! Errors: [`Error`].
 //!

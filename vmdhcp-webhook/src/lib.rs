@@ -13,7 +13,7 @@
 //! IO
 //! - [`cache`] — reflector stores of IPPools, vmnetcfgs and NAD metadata: the cluster view.
 //! - [`secrets`] — the CA and serving certificate in Secrets `<name>-ca` and `<name>-tls`.
-//! - [`write`] — the create/replace protocol that lets several replicas converge.
+//! - [`write`](mod@write) — the create/replace protocol that lets several replicas converge.
 //! - [`tls`] — rustls configuration and the hot-swappable certificate resolver.
 //! - [`server`] — HTTPS routes over hyper and tokio-rustls.
 //! - [`run`] — wiring and the periodic certificate and registration check; [`cli`] — flags.

@@ -8,7 +8,7 @@
 //!
 //! Each round re-reads, so replicas converge on whatever was stored first, and at most
 //! [`MAX_ATTEMPTS`] rounds are made before the caller gets
-//! [`Error::TooManyConflicts`](crate::Error::TooManyConflicts) (the next periodic check
+//! [`crate::Error::TooManyConflicts`] (the next periodic check
 //! retries).
 
 use kube::core::response::reason;
