@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the settings, the caches, the allocators, the
 //! event recorder and the gauges; and the one place IPPool statuses are written.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ use crate::pool_plan::AgentSettings;
 /// and is requeued.
 pub const WRITE_ATTEMPTS: u32 = 8;
 
+/// A lock per pool, by namespace and name.
+pub type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
+
 /// The shared state of the reconcilers.
 pub struct Context {
     /// API client.
@@ -33,6 +37,9 @@ pub struct Context {
     pub vmnetcfgs: Store<VirtualMachineNetworkConfig>,
     /// Rebuilt allocators.
     pub allocators: Mutex<Allocators>,
+    /// One lock per pool: reconciles of this process write a pool's status one at a time
+    /// (conflicts with other writers are still retried).
+    pub pool_locks: PoolLocks,
     /// Kubernetes Events.
     pub recorder: Recorder,
     /// The gauges.
@@ -83,6 +90,16 @@ impl Context {
         name: &str,
         mut change: impl FnMut(&mut IPPool, &mut crate::alloc::Allocator) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        let lock = self
+            .pool_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default()
+            .clone();
+        // Concurrent reconciles of one pool would otherwise all read the same version and all
+        // but one lose: with many VMs created at once, most of them several times over.
+        let _serialised = lock.lock().await;
         let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
         for attempt in 1..=WRITE_ATTEMPTS {
             let mut pool = api

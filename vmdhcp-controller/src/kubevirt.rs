@@ -15,7 +15,9 @@ use vmdhcp_api::vmnetcfg::{
 };
 
 /// `kubevirt.io/v1` `VirtualMachine`, reduced to the fields read here (the controller never
-/// writes VMs, so nothing else needs to survive a round trip).
+/// writes VMs, so nothing else needs to survive a round trip). Every field has a default:
+/// one VM the watcher cannot decode would fail the whole list, and with it the reconciler for
+/// every VM of the cluster.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "kubevirt.io",
@@ -71,6 +73,7 @@ pub struct Devices {
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
     /// NIC name, matching a network's name.
+    #[serde(default)]
     pub name: String,
     /// MAC address, when set in the spec (Harvester ≥ 1.6 puts it in an annotation instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +84,7 @@ pub struct Interface {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Network {
     /// Network name, matching a NIC's name.
+    #[serde(default)]
     pub name: String,
     /// Set for Multus networks; pod networks have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +96,7 @@ pub struct Network {
 #[serde(rename_all = "camelCase")]
 pub struct Multus {
     /// `ns/name` or `name` of the NetworkAttachmentDefinition.
+    #[serde(default)]
     pub network_name: String,
 }
 
@@ -295,6 +300,33 @@ mod tests {
 
     fn multus(name: &str, network: &str) -> serde_json::Value {
         json!({"name": name, "multus": {"networkName": network}})
+    }
+
+    #[test]
+    fn odd_vms_decode_instead_of_failing_the_whole_list() {
+        let odd: VirtualMachine = serde_json::from_value(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "odd", "namespace": "default"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"devices": {"interfaces": [{"bridge": {}}], "disks": [{"name": "d"}]}, "cpu": {"cores": 2}},
+                "networks": [{"multus": {}}, {"name": "x"}]}}}
+        }))
+        .expect("decodes");
+        assert_eq!(
+            desired_network_configs(&odd).expect("no annotation"),
+            Desired::default()
+        );
+        let bare: VirtualMachine = serde_json::from_value(json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "bare", "namespace": "default"}, "spec": {}
+        }))
+        .expect("decodes");
+        assert!(
+            desired_network_configs(&bare)
+                .expect("no annotation")
+                .network_configs
+                .is_empty()
+        );
     }
 
     #[test]

@@ -167,6 +167,7 @@ async fn lead(
         pools: pools.clone(),
         vmnetcfgs: vmnetcfgs.clone(),
         allocators: Mutex::default(),
+        pool_locks: Mutex::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {

@@ -42,6 +42,7 @@ fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
         pools,
         vmnetcfgs,
         allocators: Mutex::default(),
+        pool_locks: Mutex::default(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -392,4 +393,95 @@ async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
         action,
         kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(15))
     );
+}
+
+/// A pool on a fake API server that enforces `resourceVersion` like the real one.
+async fn serve_pool_with_versions(mut handle: Handle, requests: usize) -> (Value, usize) {
+    let mut stored = pool_json("1", &json!({}));
+    let mut conflicts = 0;
+    for _ in 0..requests {
+        let (req, send) = handle.next_request().await.expect("request");
+        match *req.method() {
+            Method::GET => send.send_response(respond(StatusCode::OK, &stored)),
+            Method::PUT => {
+                let mut written = body(req).await;
+                if written["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"] {
+                    let next = stored["metadata"]["resourceVersion"]
+                        .as_str()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + 1;
+                    written["metadata"]["resourceVersion"] = json!(next.to_string());
+                    stored = written;
+                    send.send_response(respond(StatusCode::OK, &stored));
+                } else {
+                    conflicts += 1;
+                    send.send_response(respond(
+                        StatusCode::CONFLICT,
+                        &status(409, "Conflict", "the object has been modified"),
+                    ));
+                }
+            }
+            ref other => panic!("unexpected {other}"),
+        }
+    }
+    (stored, conflicts)
+}
+
+#[tokio::test]
+async fn allocations_of_one_process_to_one_pool_take_turns_instead_of_conflicting() {
+    let (service, handle): (_, Handle) = tower_test::mock::pair();
+    let ctx = context(Client::new(service, "default"));
+    // Four allocations, one GET and one PUT each when they take turns.
+    let server = tokio::spawn(serve_pool_with_versions(handle, 8));
+    let macs: [&'static str; 4] = [
+        "aa:aa:aa:aa:aa:01",
+        "aa:aa:aa:aa:aa:02",
+        "aa:aa:aa:aa:aa:03",
+        "aa:aa:aa:aa:aa:04",
+    ];
+    let tasks: Vec<_> = macs
+        .into_iter()
+        .map(|mac| {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let req = NicRequest {
+                    mac_text: mac,
+                    mac: mac.parse().expect("mac"),
+                    desired: None,
+                    previous: None,
+                };
+                ctx.update_pool("default", "net-48", |pool: &mut IPPool, alloc| {
+                    alloc::allocate(pool, alloc, &req)
+                        .map_err(|m| vmdhcp_controller::Error::Nics(vec![m]))
+                })
+                .await
+                .expect("allocated")
+                .ip
+            })
+        })
+        .collect();
+    let mut ips = Vec::new();
+    for t in tasks {
+        ips.push(t.await.expect("task").to_string());
+    }
+    let (stored, conflicts) = server.await.expect("fake server");
+    assert_eq!(conflicts, 0);
+    ips.sort();
+    assert_eq!(
+        ips,
+        [
+            "192.168.48.81",
+            "192.168.48.82",
+            "192.168.48.83",
+            "192.168.48.84"
+        ]
+    );
+    assert_eq!(
+        stored["status"]["ipv4"]["allocated"]
+            .as_object()
+            .map(serde_json::Map::len),
+        Some(4)
+    );
+    assert_eq!(stored["metadata"]["resourceVersion"], "5");
 }
