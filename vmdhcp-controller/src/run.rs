@@ -55,6 +55,19 @@ pub async fn main(args: Args) -> Result<(), Error> {
 /// Configuration, the HTTP port, or a lost lease.
 pub async fn run(args: Args, stop: CancellationToken) -> Result<(), Error> {
     let client = client(&args).await?;
+    run_with_client(client, args, stop).await
+}
+
+/// [`run`] with a client the caller built (tests, other programs): `args.kubeconfig` is not
+/// read.
+///
+/// # Errors
+/// The HTTP port, leader-election settings, or a lost lease.
+pub async fn run_with_client(
+    client: Client,
+    args: Args,
+    stop: CancellationToken,
+) -> Result<(), Error> {
     let metrics = Arc::new(Registry::default());
     let (ready_tx, ready_rx) = watch::channel(if args.no_leader_election {
         Readiness::Syncing
