@@ -50,6 +50,9 @@ pub enum Error {
     /// The metrics recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The caches are still listing; the reconcile is tried again.
+    #[error("caches not synced yet")]
+    CachesNotSynced,
     /// This replica lost the leader-election lease.
     #[error("lost the leader-election lease {0}")]
     LostLease(String),

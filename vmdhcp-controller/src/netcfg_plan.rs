@@ -2,18 +2,66 @@
 //! stale, and the status that results from a pass. The IO between them — releasing and
 //! allocating addresses in IPPool statuses — is in `reconcile::vmnetcfg`.
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use vmdhcp_api::MacAddr;
 use vmdhcp_api::condition::{set, set_result};
 use vmdhcp_api::consts::{
-    COND_ALLOCATED, COND_DISABLED, COND_IN_SYNCED, STATE_ALLOCATED, STATE_PENDING, STATUS_FALSE,
-    STATUS_TRUE,
+    COND_ALLOCATED, COND_CACHE_READY, COND_DISABLED, COND_IN_SYNCED, STATE_ALLOCATED,
+    STATE_PENDING, STATUS_FALSE, STATUS_TRUE,
 };
+use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::message::UpstreamError;
 use vmdhcp_api::vmnetcfg::{
     NetworkConfigStatus, VirtualMachineNetworkConfig, VirtualMachineNetworkConfigStatus,
 };
+
+/// What of an IPPool decides whether vmnetcfgs on its network can be served: which pool it
+/// is, whether it is being deleted, paused, and `CacheReady`. Its other changes (every
+/// allocation writes its status) do not concern them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolGate {
+    uid: Option<String>,
+    deleting: bool,
+    paused: bool,
+    cache_ready: bool,
+}
+
+impl PoolGate {
+    /// The gate of `pool`.
+    pub fn of(pool: &IPPool) -> Self {
+        Self {
+            uid: pool.metadata.uid.clone(),
+            deleting: pool.metadata.deletion_timestamp.is_some(),
+            paused: pool.is_paused(),
+            cache_ready: vmdhcp_api::condition::is_true(pool.conditions(), COND_CACHE_READY),
+        }
+    }
+}
+
+/// The vmnetcfgs with a NIC on `pool`'s network: the ones to look at again when the pool
+/// appears, goes, pauses, resumes or becomes ready (a VM can exist before its pool).
+pub fn on_network_of(
+    pool: &IPPool,
+    vmnetcfgs: &[Arc<VirtualMachineNetworkConfig>],
+) -> Vec<ObjectRef<VirtualMachineNetworkConfig>> {
+    let Ok(network) = pool.network() else {
+        return Vec::new();
+    };
+    vmnetcfgs
+        .iter()
+        .filter(|cfg| {
+            cfg.spec
+                .network_configs
+                .iter()
+                .any(|nic| cfg.network_of(nic).is_ok_and(|n| n == network))
+        })
+        .map(|cfg| ObjectRef::from_obj(cfg.as_ref()))
+        .collect()
+}
 
 /// Status entries that no spec NIC wants any more: their (network, MAC) is gone from the
 /// spec, or the spec now asks that MAC for another address (PR #157's keying). Their
@@ -197,6 +245,53 @@ mod tests {
 
     fn entry(network: &str, mac: &str, ip: &str) -> serde_json::Value {
         json!({"networkName": network, "macAddress": mac, "allocatedIPAddress": ip, "state": "Allocated"})
+    }
+
+    #[test]
+    fn pool_changes_that_matter_reach_the_vmnetcfgs_on_its_network() {
+        let mut pool = IPPool::test("default", "net-1")
+            .with_cidr("10.0.1.0/24")
+            .with_server("10.0.1.2")
+            .with_range("10.0.1.10", "10.0.1.20");
+        pool.metadata.uid = Some("u".into());
+        let on = cfg(
+            &json!([{"networkName": "net-1", "macAddress": "aa:aa:aa:aa:aa:01"}]),
+            &json!([]),
+        );
+        let mut other = cfg(
+            &json!([{"networkName": "default/net-2", "macAddress": "aa:aa:aa:aa:aa:02"}]),
+            &json!([]),
+        );
+        other.metadata.name = Some("vm-2".into());
+        let refs = on_network_of(&pool, &[Arc::new(on), Arc::new(other)]);
+        assert_eq!(
+            refs.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["vm-1"]
+        );
+
+        let before = PoolGate::of(&pool);
+        let mut allocated = pool.clone();
+        vmdhcp_api::status::record_allocation(
+            allocated.status.get_or_insert_with(Default::default),
+            "10.0.1.10".parse().expect("ip"),
+            "aa:aa:aa:aa:aa:01",
+        );
+        assert_eq!(
+            PoolGate::of(&allocated),
+            before,
+            "an allocation is not a gate change"
+        );
+        let mut ready = pool.clone();
+        vmdhcp_api::condition::set(
+            &mut ready.status.get_or_insert_with(Default::default).conditions,
+            COND_CACHE_READY,
+            STATUS_TRUE,
+            "",
+            "",
+            jiff::Timestamp::UNIX_EPOCH,
+        );
+        assert_ne!(PoolGate::of(&ready), before);
+        assert_ne!(PoolGate::of(&pool.clone().with_paused(true)), before);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Wiring: HTTP on every replica; leader election; on leadership the CRDs and the three
 //! controllers (IPPool, VirtualMachine, vmnetcfg) sharing one [`Context`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::error::Error;
 use crate::http::{self, Readiness};
 use crate::kubevirt::VirtualMachine;
 use crate::metrics::Registry;
+use crate::netcfg_plan::{PoolGate, on_network_of};
 use crate::pool_plan::AgentSettings;
 use crate::reconcile::{self, error_policy};
 use crate::{crds, leader};
@@ -137,32 +139,7 @@ async fn lead(
         // The chart ships the CRDs; without the permission to apply them, run with what is there.
         tracing::warn!("{e}; continuing with the installed CRDs");
     }
-    let agents = watcher::Config::default()
-        .labels(&format!("{LABEL_VM_DHCP_CONTROLLER}={LABEL_VALUE_AGENT}"));
-    let pool_ctrl = Controller::new(
-        Api::<IPPool>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Pod>::namespaced(client.clone(), &args.namespace),
-        agents,
-        |pod: Pod| {
-            let labels = pod.labels();
-            match (
-                labels.get(LABEL_IPPOOL_NAMESPACE),
-                labels.get(LABEL_IPPOOL_NAME),
-            ) {
-                (Some(ns), Some(name)) => Some(ObjectRef::<IPPool>::new(name).within(ns)),
-                _ => None,
-            }
-        },
-    )
-    .graceful_shutdown_on(stop.clone().cancelled_owned());
-    let cfg_ctrl = Controller::new(
-        Api::<VirtualMachineNetworkConfig>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let (pool_ctrl, cfg_ctrl) = controllers(&client, &args.namespace, &stop);
     let pools = pool_ctrl.store();
     let vmnetcfgs = cfg_ctrl.store();
     pools_tx.send_replace(Some(pools.clone()));
@@ -233,6 +210,66 @@ fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
         Err(e) => tracing::debug!(kind, "{e}"),
     }
     std::future::ready(())
+}
+
+/// The IPPool controller (also woken by its agent Pods) and the vmnetcfg controller (also
+/// woken when a pool on their network appears, goes, pauses, resumes or becomes ready).
+fn controllers(
+    client: &Client,
+    agent_namespace: &str,
+    stop: &CancellationToken,
+) -> (Controller<IPPool>, Controller<VirtualMachineNetworkConfig>) {
+    let agents = watcher::Config::default()
+        .labels(&format!("{LABEL_VM_DHCP_CONTROLLER}={LABEL_VALUE_AGENT}"));
+    let pool_ctrl = Controller::new(
+        Api::<IPPool>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Pod>::namespaced(client.clone(), agent_namespace),
+        agents,
+        |pod: Pod| {
+            let labels = pod.labels();
+            match (
+                labels.get(LABEL_IPPOOL_NAMESPACE),
+                labels.get(LABEL_IPPOOL_NAME),
+            ) {
+                (Some(ns), Some(name)) => Some(ObjectRef::<IPPool>::new(name).within(ns)),
+                _ => None,
+            }
+        },
+    )
+    .graceful_shutdown_on(stop.clone().cancelled_owned());
+    let cfg_ctrl = Controller::new(
+        Api::<VirtualMachineNetworkConfig>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let vmnetcfgs = cfg_ctrl.store();
+    // A VM can exist before its pool, and a pool can pause, resume or become ready: the
+    // vmnetcfgs on its network must look again then (not on each of its allocations).
+    let gates: Mutex<HashMap<(String, String), PoolGate>> = Mutex::default();
+    let on_network = vmnetcfgs.clone();
+    let cfg_ctrl = cfg_ctrl
+        .watches(
+            Api::<IPPool>::all(client.clone()),
+            watcher::Config::default(),
+            move |pool: IPPool| {
+                let key = (pool.namespace().unwrap_or_default(), pool.name_any());
+                let gate = PoolGate::of(&pool);
+                let changed = gates
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, gate.clone())
+                    != Some(gate);
+                if changed {
+                    on_network_of(&pool, &on_network.state())
+                } else {
+                    Vec::new()
+                }
+            },
+        )
+        .graceful_shutdown_on(stop.clone().cancelled_owned());
+    (pool_ctrl, cfg_ctrl)
 }
 
 /// Leader-election identity: the hostname (the Pod name in a cluster), as upstream.

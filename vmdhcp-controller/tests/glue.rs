@@ -51,7 +51,7 @@ fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
             },
         ),
         metrics: Arc::new(Registry::default()),
-        synced: std::sync::atomic::AtomicBool::new(false),
+        synced: std::sync::atomic::AtomicBool::new(true),
     })
 }
 

@@ -49,7 +49,17 @@ fn key(cfg: &VirtualMachineNetworkConfig) -> String {
     format!("{}/{}", cfg.namespace().unwrap_or_default(), cfg.name_any())
 }
 
+/// Until both caches have listed everything, a pool missing from the cache may just not be
+/// listed yet: deciding then would drop entries and write statuses a restart must not change.
+fn wait_for_caches(ctx: &Context) -> Option<Action> {
+    (!ctx.synced.load(std::sync::atomic::Ordering::Acquire))
+        .then(|| Action::requeue(Duration::from_secs(1)))
+}
+
 async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+    if let Some(wait) = wait_for_caches(ctx) {
+        return Ok(wait);
+    }
     let now = Timestamp::now();
     if cfg.is_paused() {
         let entries = cfg
@@ -297,6 +307,10 @@ async fn write_status(
 }
 
 async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+    // An error, not a requeue: the finalizer helper removes the finalizer on `Ok`.
+    if wait_for_caches(ctx).is_some() {
+        return Err(Error::CachesNotSynced);
+    }
     let mut entries = cfg
         .status
         .as_ref()
