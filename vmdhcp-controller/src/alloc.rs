@@ -65,12 +65,13 @@ impl Allocator {
 }
 
 /// Gives `req` its address in `pool`: the one its MAC already holds (idempotent per MAC,
-/// whatever the MAC's spelling), else the desired one, else the previous one if still free,
+/// whatever the MAC's spelling; moved when the desired address changed), else the desired
+/// one, else the previous one if still free,
 /// else the lowest free address. Records a new allocation in `pool`'s status and `ipam`.
 ///
 /// # Errors
-/// Upstream's messages: the desired address changed for an allocated MAC, the desired address
-/// is outside the subnet, the broadcast address, or taken; the pool is exhausted. A desired
+/// Upstream's messages: the desired address is outside the subnet, the broadcast address, or
+/// taken; the pool is exhausted. A desired
 /// address in the subnet but outside the range or reserved gets `ipam`'s message naming why
 /// (upstream said "no more ip addresses left", which sent users looking for a full pool).
 pub fn allocate(
@@ -80,16 +81,27 @@ pub fn allocate(
 ) -> Result<Allocated, String> {
     let network = &pool.spec.network_name;
     let ipam = &mut alloc.ipam;
-    if let Some(ip) = alloc.macs.get(&req.mac).copied() {
-        return match req.desired {
-            Some(want) if want != ip => Err(UpstreamError::DesiredIpChanged {
-                mac: req.mac_text.to_owned(),
-                old: ip.to_string(),
-                new: want.to_string(),
-            }
-            .to_string()),
-            _ => Ok(Allocated { ip, new: false }),
+    if let Some(held) = alloc.macs.get(&req.mac).copied() {
+        let Some(want) = req.desired.filter(|want| *want != held) else {
+            return Ok(Allocated {
+                ip: held,
+                new: false,
+            });
         };
+        // The desired address changed: move in one status write. Upstream answered "desired
+        // IP changed ... waiting for sync" and relied on its sync handler to release the old
+        // one, which never happened when the vmnetcfg status did not list it.
+        ipam.allocate_specific(want)
+            .map_err(|e| designated_error(want, ipam, &e))?;
+        let _ = ipam.release(held);
+        alloc.macs.insert(req.mac, want);
+        let status = pool.status.get_or_insert_with(Default::default);
+        vmdhcp_api::status::release_allocation(status, held);
+        vmdhcp_api::status::record_allocation(status, want, req.mac_text);
+        return Ok(Allocated {
+            ip: want,
+            new: true,
+        });
     }
     let ip = if let Some(want) = req.desired {
         ipam.allocate_specific(want)
@@ -292,11 +304,26 @@ mod tests {
             reserved.starts_with("designated ip 192.168.48.81: "),
             "{reserved}"
         );
+        // A changed desire moves the MAC in one write; a taken one keeps it where it is.
         r.desired = Some(ip("192.168.48.83"));
         assert_eq!(
-            allocate(&mut p, &mut ipam, &r).expect_err("moved"),
-            "desired IP changed for mac aa:aa:aa:aa:aa:01 from 192.168.48.85 to 192.168.48.83; waiting for sync"
+            allocate(&mut p, &mut ipam, &r).expect("moved"),
+            Allocated {
+                ip: ip("192.168.48.83"),
+                new: true
+            }
         );
+        assert!(
+            p.allocated().all(|(k, _)| k != "192.168.48.85"),
+            "the old address is free again"
+        );
+        assert_eq!(ipam.address_of(&r.mac), Some(ip("192.168.48.83")));
+        r.desired = Some(ip("192.168.48.84"));
+        assert_eq!(
+            allocate(&mut p, &mut ipam, &r).expect_err("taken"),
+            "designated ip 192.168.48.84 is already allocated"
+        );
+        assert_eq!(ipam.address_of(&r.mac), Some(ip("192.168.48.83")));
     }
 
     #[test]

@@ -390,7 +390,7 @@ pub fn orphans(
     let Ok(network) = pool.network() else {
         return Vec::new();
     };
-    let owned: Vec<vmdhcp_api::MacAddr> = vmnetcfgs
+    let owned: std::collections::HashSet<vmdhcp_api::MacAddr> = vmnetcfgs
         .iter()
         .flat_map(|cfg| {
             cfg.spec

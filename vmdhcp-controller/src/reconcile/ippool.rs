@@ -9,12 +9,15 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, PostParams,
+};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use vmdhcp_api::consts::{FINALIZER_IPPOOL, LABEL_IPPOOL_NAME, LABEL_IPPOOL_NAMESPACE};
 use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
 use crate::context::{Context, WRITE_ATTEMPTS};
 use crate::error::{Error, is_status};
@@ -186,8 +189,22 @@ async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
             }
         }
     }
-    if ctx.synced.load(std::sync::atomic::Ordering::Acquire) {
-        seen.orphans = pool_plan::orphans(pool, &ctx.vmnetcfgs.state());
+    if ctx.synced.load(std::sync::atomic::Ordering::Acquire)
+        && !pool_plan::orphans(pool, &ctx.vmnetcfgs.state()).is_empty()
+    {
+        // The cache can lag (a watch that restarts re-lists, and the store swaps the new list
+        // in only when it is complete), so a vmnetcfg that just got its address may be missing
+        // from it. Confirm against a list read now, after the pool: every vmnetcfg whose
+        // allocation this version of the pool holds is in it. The release is then written with
+        // this pool's resourceVersion, so a newer allocation makes it a conflict, not a loss.
+        let all: Api<VirtualMachineNetworkConfig> = Api::all(ctx.client.clone());
+        let listed = all
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| Error::kube("list vmnetcfgs", e))?;
+        let fresh: Vec<Arc<VirtualMachineNetworkConfig>> =
+            listed.items.into_iter().map(Arc::new).collect();
+        seen.orphans = pool_plan::orphans(pool, &fresh);
     }
     Ok(seen)
 }
