@@ -7,9 +7,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{CustomResource, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use vmdhcp_api::consts::{
-    ANNOTATION_MAC_ADDRESS, ANNOTATION_STATIC_IP_PREFIX, COND_IN_SYNCED, LABEL_VM_NAME,
-};
+use vmdhcp_api::consts::{ANNOTATION_MAC_ADDRESS, ANNOTATION_STATIC_IP_PREFIX, LABEL_VM_NAME};
 use vmdhcp_api::vmnetcfg::{
     NetworkConfig, VirtualMachineNetworkConfig, VirtualMachineNetworkConfigSpec,
 };
@@ -217,12 +215,10 @@ pub enum VmAction {
     Create(Box<VirtualMachineNetworkConfig>),
     /// Already what it should be.
     InSync,
-    /// The NICs changed: flag the vmnetcfg out of sync (`InSynced` false, reason
-    /// `NetworkConfigChanged`), then write these NICs into its spec. Its reconciler releases
-    /// the stale addresses before it allocates new ones, whichever of the two writes it sees
-    /// first; upstream left the second write to a later pass and could flip back and forth.
-    MarkOutOfSync(Vec<NetworkConfig>),
-    /// Flagged out of sync already: write the new NIC list into its spec.
+    /// The NICs changed: write them into its spec. The vmnetcfg reconciler releases the
+    /// stale addresses before it allocates new ones in the same pass — upstream's two phases
+    /// (`InSynced=False`, then the spec) without the window in which the two writers raced
+    /// and, when the update was refused, flipped `InSynced` every retry.
     UpdateSpec(Vec<NetworkConfig>),
 }
 
@@ -245,12 +241,7 @@ pub fn vm_action(
     if same_nics(&current.spec.network_configs, &desired) {
         return VmAction::InSync;
     }
-    let in_synced = vmdhcp_api::condition::find(current.conditions(), COND_IN_SYNCED);
-    if in_synced.is_some_and(|c| c.status == vmdhcp_api::consts::STATUS_FALSE) {
-        VmAction::UpdateSpec(desired)
-    } else {
-        VmAction::MarkOutOfSync(desired)
-    }
+    VmAction::UpdateSpec(desired)
 }
 
 /// Same NICs, comparing MACs in any spelling (an upper-case MAC written by an older
@@ -435,7 +426,7 @@ mod tests {
     }
 
     #[test]
-    fn changed_nics_go_through_out_of_sync_first() {
+    fn changed_nics_rewrite_the_spec_whatever_in_synced_says() {
         let vm = vm(
             &json!({}),
             &json!([{"name": "nic-1", "macAddress": "aa:aa:aa:aa:aa:02"}]),
@@ -449,12 +440,13 @@ mod tests {
         };
         assert_eq!(
             vm_action(&vm, desired(), Some(&existing)),
-            VmAction::MarkOutOfSync(desired())
+            VmAction::UpdateSpec(desired())
         );
+        // A vmnetcfg the Go controller flagged out of sync is updated the same way.
         let mut status = vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfigStatus::default();
         vmdhcp_api::condition::set(
             &mut status.conditions,
-            COND_IN_SYNCED,
+            vmdhcp_api::consts::COND_IN_SYNCED,
             STATUS_FALSE,
             REASON_NETWORK_CONFIG_CHANGED,
             "changed",

@@ -3,14 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use vmdhcp_api::consts::{
-    COND_IN_SYNCED, MSG_NETWORK_CONFIG_CHANGED, REASON_NETWORK_CONFIG_CHANGED, STATUS_FALSE,
-};
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
 use crate::context::Context;
@@ -74,34 +70,29 @@ pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Act
             Err(e) if is_status(&e, 409) => Ok(Action::requeue(Duration::from_secs(1))),
             Err(e) => Err(Error::kube(format!("create vmnetcfg {ns}/{name}"), e)),
         },
-        VmAction::MarkOutOfSync(nics) => {
-            let mut cfg = existing.unwrap_or_default();
-            let status = cfg.status.get_or_insert_with(Default::default);
-            vmdhcp_api::condition::set(
-                &mut status.conditions,
-                COND_IN_SYNCED,
-                STATUS_FALSE,
-                REASON_NETWORK_CONFIG_CHANGED,
-                MSG_NETWORK_CONFIG_CHANGED,
-                Timestamp::now(),
-            );
-            let mut cfg = api
-                .replace_status(&name, &PostParams::default(), &cfg)
-                .await
-                .map_err(|e| Error::kube(format!("write vmnetcfg {ns}/{name} status"), e))?;
-            cfg.spec.network_configs = nics;
-            api.replace(&name, &PostParams::default(), &cfg)
-                .await
-                .map_err(|e| Error::kube(format!("update vmnetcfg {ns}/{name}"), e))?;
-            Ok(Action::await_change())
-        }
         VmAction::UpdateSpec(nics) => {
             let mut cfg = existing.unwrap_or_default();
             cfg.spec.network_configs = nics;
-            api.replace(&name, &PostParams::default(), &cfg)
-                .await
-                .map_err(|e| Error::kube(format!("update vmnetcfg {ns}/{name}"), e))?;
-            Ok(Action::await_change())
+            match api.replace(&name, &PostParams::default(), &cfg).await {
+                Ok(_) => Ok(Action::await_change()),
+                Err(kube::Error::Api(status))
+                    if (400..500).contains(&status.code) && status.code != 409 =>
+                {
+                    // Refused (by the webhook, typically): say so on the VM; the VM must change.
+                    let note = format!("vmnetcfg {ns}/{name} not updated: {}", status.message);
+                    tracing::warn!("{note}");
+                    ctx.event(
+                        vm.as_ref(),
+                        EventType::Warning,
+                        "NetworkConfigRejected",
+                        "Sync",
+                        note,
+                    )
+                    .await;
+                    Ok(Action::await_change())
+                }
+                Err(e) => Err(Error::kube(format!("update vmnetcfg {ns}/{name}"), e)),
+            }
         }
     }
 }
