@@ -161,8 +161,18 @@ pub async fn run(
     let mut last_renew = tokio::time::Instant::now();
     loop {
         let is_leader = *leading.borrow();
-        match attempt(&api, name, me, &timing, &mut seen).await {
-            Ok(true) => {
+        // A leader's attempt may not outlive its renew deadline (client-go bounds it the same
+        // way): a call stuck in the network must not keep us leading past it.
+        let budget = if is_leader {
+            timing.renew_deadline.saturating_sub(last_renew.elapsed())
+        } else {
+            timing.renew_deadline
+        };
+        let outcome = tokio::time::timeout(budget, attempt(&api, name, me, &timing, &mut seen))
+            .await
+            .unwrap_or(Err(Attempt::TimedOut));
+        match outcome {
+            Ok(()) => {
                 last_renew = tokio::time::Instant::now();
                 if !is_leader {
                     tracing::info!(
@@ -173,16 +183,16 @@ pub async fn run(
                     leading.send_replace(true);
                 }
             }
-            Ok(false) => {
-                if is_leader {
-                    // Someone else wrote the lease: we are no longer the leader.
-                    leading.send_replace(false);
-                    return Err(Error::LostLease(format!("{name}: taken over")));
-                }
+            Err(Attempt::Held(holder)) if is_leader => {
+                leading.send_replace(false);
+                return Err(Error::LostLease(format!("{name}: taken over by {holder}")));
             }
+            Err(Attempt::Held(_)) => {}
             Err(e) => {
+                // A conflict (someone touched the Lease) or an API error: try again until the
+                // deadline, as client-go does.
                 tracing::warn!(lease = name, "leader election: {e}");
-                if is_leader && last_renew.elapsed() > timing.renew_deadline {
+                if is_leader && last_renew.elapsed() >= timing.renew_deadline {
                     leading.send_replace(false);
                     return Err(Error::LostLease(format!(
                         "{name}: not renewed within {:?}: {e}",
@@ -203,16 +213,40 @@ pub async fn run(
     Ok(())
 }
 
-/// One try: read, decide, write. `Ok(true)` when we hold the lease afterwards.
+/// Why an attempt did not leave us holding the lease.
+#[derive(Debug)]
+enum Attempt {
+    /// Another holder's lease is valid.
+    Held(String),
+    /// Our write lost to a concurrent one.
+    Conflict,
+    /// The API call failed.
+    Api(kube::Error),
+    /// The attempt ran out of time.
+    TimedOut,
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Held(holder) => write!(f, "held by {holder}"),
+            Self::Conflict => f.write_str("the Lease changed while we wrote it"),
+            Self::Api(e) => write!(f, "{e}"),
+            Self::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+/// One try: read, decide, write. `Ok` when we hold the lease afterwards.
 async fn attempt(
     api: &Api<Lease>,
     name: &str,
     me: &str,
     timing: &Timing,
     seen: &mut Option<(Option<LeaseSpec>, Timestamp)>,
-) -> Result<bool, kube::Error> {
+) -> Result<(), Attempt> {
     let now = Timestamp::now();
-    let current = api.get_opt(name).await?;
+    let current = api.get_opt(name).await.map_err(Attempt::Api)?;
     let spec = current.as_ref().and_then(|l| l.spec.clone());
     let since = match seen {
         Some((prev, at)) if *prev == spec => *at,
@@ -224,7 +258,7 @@ async fn attempt(
     match decide(spec.as_ref(), since, me, timing, now) {
         Decision::Held(holder) => {
             tracing::debug!(lease = name, holder, "lease held by another replica");
-            Ok(false)
+            Err(Attempt::Held(holder))
         }
         Decision::Write(new) => {
             let result = match current {
@@ -245,9 +279,9 @@ async fn attempt(
                 }
             };
             match result {
-                Ok(_) => Ok(true),
-                Err(e) if is_status(&e, 409) => Ok(false),
-                Err(e) => Err(e),
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, 409) => Err(Attempt::Conflict),
+                Err(e) => Err(Attempt::Api(e)),
             }
         }
     }

@@ -485,3 +485,65 @@ async fn allocations_of_one_process_to_one_pool_take_turns_instead_of_conflictin
     );
     assert_eq!(stored["metadata"]["resourceVersion"], "5");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewal_hangs_stops_leading_at_its_renew_deadline() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use vmdhcp_controller::leader::{self, Timing};
+
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair();
+    let client = Client::new(service, "default");
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let timing = Timing {
+        lease: std::time::Duration::from_secs(15),
+        renew_deadline: std::time::Duration::from_secs(10),
+        retry: std::time::Duration::from_secs(2),
+    };
+    let started = tokio::time::Instant::now();
+    let election = tokio::spawn(async move {
+        leader::run(
+            kube::Api::<Lease>::namespaced(client, "kube-system"),
+            "vm-dhcp-controllers",
+            "me",
+            timing,
+            leading_tx,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+    });
+    // No Lease yet: we create it and lead.
+    let (req, send) = handle.next_request().await.expect("get");
+    assert_eq!(
+        req.uri().path(),
+        "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/vm-dhcp-controllers"
+    );
+    send.send_response(respond(
+        StatusCode::NOT_FOUND,
+        &status(
+            404,
+            "NotFound",
+            "leases.coordination.k8s.io \"vm-dhcp-controllers\" not found",
+        ),
+    ));
+    let (req, send) = handle.next_request().await.expect("create");
+    assert_eq!(req.method(), Method::POST);
+    let mut lease = body(req).await;
+    assert_eq!(lease["spec"]["holderIdentity"], "me");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 15);
+    lease["metadata"]["resourceVersion"] = json!("1");
+    send.send_response(respond(StatusCode::CREATED, &lease));
+    // The next renewal's read never returns.
+    let (_stuck, _never_answered) = handle.next_request().await.expect("renewal");
+    let ended = election.await.expect("election task");
+    let lost = ended.expect_err("a leader that cannot renew must stop");
+    assert!(
+        lost.to_string().contains("not renewed within 10s"),
+        "{lost}"
+    );
+    assert!(!*leading.borrow(), "no longer leading");
+    let after = started.elapsed();
+    assert!(
+        after >= std::time::Duration::from_secs(10) && after < std::time::Duration::from_secs(13),
+        "{after:?}"
+    );
+}
