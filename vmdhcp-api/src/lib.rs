@@ -22,6 +22,7 @@
 //! - [`agent`] — agent Pod name, Multus annotation, init script, arguments.
 //!
 //! Logic
+//! - [`flags`] — flag values read the way upstream's Go binaries read them.
 //! - [`default`] — the IPPool mutator (JSON patch).
 //! - [`validate`] — IPPool and vmnetcfg admission checks, as [`Violation`](validate::Violation)s.
 //! - [`convert`] — IPPool → [`ipam::Pool`], IPPool → [`LeaseOptions`](convert::LeaseOptions).
@@ -47,6 +48,7 @@ pub mod convert;
 pub mod crd;
 pub mod default;
 pub mod error;
+pub mod flags;
 pub mod image;
 pub mod ippool;
 pub mod mac;

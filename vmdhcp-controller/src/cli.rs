@@ -74,11 +74,11 @@ pub struct Args {
     pub kubeconfig: Option<PathBuf>,
 
     /// Debug logging.
-    #[arg(long, env = "VM_DHCP_CONTROLLER_DEBUG")]
+    #[arg(long, env = "VM_DHCP_CONTROLLER_DEBUG", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub debug: bool,
 
     /// Trace logging.
-    #[arg(long, env = "VM_DHCP_CONTROLLER_TRACE")]
+    #[arg(long, env = "VM_DHCP_CONTROLLER_TRACE", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trace: bool,
 }
 
@@ -127,6 +127,24 @@ mod tests {
         assert_eq!(args.image.tag.as_deref(), Some("v1.5.0"));
         assert_eq!(args.metrics_bind.port(), 8080);
         assert!(!args.no_agent);
+    }
+
+    #[test]
+    fn debug_and_trace_read_booleans_like_go_and_never_refuse_one() {
+        let parse = |extra: &[&str]| {
+            let mut line = vec!["vmdhcp-controller"];
+            line.extend_from_slice(extra);
+            Args::try_parse_from(line).expect("parses")
+        };
+        assert!(!parse(&[]).debug);
+        assert!(parse(&["--debug"]).debug);
+        assert!(parse(&["--debug=1"]).debug);
+        assert!(parse(&["--trace=True"]).trace);
+        assert!(
+            !parse(&["--debug=yes"]).debug,
+            "Go's ParseBool refuses it; upstream falls back to false"
+        );
+        assert_eq!(parse(&["--trace"]).log_filter(), "trace");
     }
 
     #[test]

@@ -80,11 +80,11 @@ pub struct Args {
     pub kubecontext: Option<String>,
 
     /// Debug logging.
-    #[arg(long, env = "VM_DHCP_WEBHOOK_DEBUG")]
+    #[arg(long, env = "VM_DHCP_WEBHOOK_DEBUG", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub debug: bool,
 
     /// Trace logging.
-    #[arg(long, env = "VM_DHCP_WEBHOOK_TRACE")]
+    #[arg(long, env = "VM_DHCP_WEBHOOK_TRACE", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trace: bool,
 }
 
