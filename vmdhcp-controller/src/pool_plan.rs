@@ -78,15 +78,19 @@ pub struct Observed {
 pub enum PoolAction {
     /// Create the agent Pod; its UID goes into `status.agentPodRef.uid`.
     CreatePod(Box<Pod>),
-    /// Delete the agent Pod `name` (in the agents' namespace); `force` skips the grace period
-    /// (its node is gone, nobody will confirm the kill).
+    /// Delete the agent Pod `namespace/name`; `force` skips the grace period (its node is
+    /// gone, nobody will confirm the kill).
     DeletePod {
+        /// Pod namespace (the one recorded in `agentPodRef`, which an older controller may
+        /// have put elsewhere than `--namespace`).
+        namespace: String,
         /// Pod name.
         name: String,
         /// Zero grace period.
         force: bool,
     },
-    /// Set the back-reference labels on the pool's NAD to these.
+    /// Set these back-reference labels on the pool's NAD, leaving its other labels as they
+    /// are then.
     LabelNad(BTreeMap<String, String>),
 }
 
@@ -116,30 +120,7 @@ pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Times
     }
 
     if pool.is_paused() {
-        let disabled = UpstreamError::IpPoolDisabled {
-            namespace: ns.clone(),
-            name: name.clone(),
-        }
-        .to_string();
-        if let Some(r) = status.agent_pod_ref.take()
-            && seen.pod.is_some()
-        {
-            actions.push(PoolAction::DeletePod {
-                name: r.name,
-                force: false,
-            });
-        }
-        for cond in [COND_REGISTERED, COND_CACHE_READY, COND_AGENT_READY] {
-            set_result(&mut status.conditions, cond, Err(&disabled), now);
-        }
-        set(
-            &mut status.conditions,
-            COND_STOPPED,
-            STATUS_TRUE,
-            "",
-            "",
-            now,
-        );
+        pause(seen, settings, &ns, &name, &mut status, &mut actions, now);
         return Plan {
             status,
             actions,
@@ -214,6 +195,48 @@ pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Times
     }
 }
 
+/// A paused pool: its agent goes, every condition says so, its allocations stay.
+fn pause(
+    seen: &Observed,
+    settings: &AgentSettings,
+    ns: &str,
+    name: &str,
+    status: &mut IPPoolStatus,
+    actions: &mut Vec<PoolAction>,
+    now: Timestamp,
+) {
+    let disabled = UpstreamError::IpPoolDisabled {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+    }
+    .to_string();
+    if let Some(r) = status.agent_pod_ref.take()
+        && seen.pod.is_some()
+    {
+        let namespace = if r.namespace.is_empty() {
+            settings.namespace.clone()
+        } else {
+            r.namespace
+        };
+        actions.push(PoolAction::DeletePod {
+            namespace,
+            name: r.name,
+            force: false,
+        });
+    }
+    for cond in [COND_REGISTERED, COND_CACHE_READY, COND_AGENT_READY] {
+        set_result(&mut status.conditions, cond, Err(&disabled), now);
+    }
+    set(
+        &mut status.conditions,
+        COND_STOPPED,
+        STATUS_TRUE,
+        "",
+        "",
+        now,
+    );
+}
+
 /// The NAD labels to write, when they are not already the pool's.
 fn nad_labels(seen: &Observed, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
     let Some(NadSeen::Found(labels)) = &seen.nad else {
@@ -222,10 +245,10 @@ fn nad_labels(seen: &Observed, ns: &str, name: &str) -> Option<BTreeMap<String, 
     let ok = labels.get(LABEL_IPPOOL_NAMESPACE).map(String::as_str) == Some(ns)
         && labels.get(LABEL_IPPOOL_NAME).map(String::as_str) == Some(name);
     (!ok).then(|| {
-        let mut labels = labels.clone();
-        labels.insert(LABEL_IPPOOL_NAMESPACE.to_owned(), ns.to_owned());
-        labels.insert(LABEL_IPPOOL_NAME.to_owned(), name.to_owned());
-        labels
+        BTreeMap::from([
+            (LABEL_IPPOOL_NAMESPACE.to_owned(), ns.to_owned()),
+            (LABEL_IPPOOL_NAME.to_owned(), name.to_owned()),
+        ])
     })
 }
 
@@ -345,18 +368,10 @@ fn monitor(
         .to_string());
     };
     let pod_name = pod.name_any();
-    let obsolete =
-        pod.uid().unwrap_or_default() != r.uid || agent_pod::image(pod) != Some(r.image.as_str());
-    if obsolete {
-        if agent_pod::is_terminating(pod) {
-            return Err(UpstreamError::AgentMarkedForDeletion { pod: pod_name }.to_string());
-        }
-        actions.push(PoolAction::DeletePod {
-            name: pod_name.clone(),
-            force: false,
-        });
-        return Err(UpstreamError::AgentObsolete { pod: pod_name }.to_string());
-    }
+    let pod_namespace = pod
+        .namespace()
+        .unwrap_or_else(|| settings.namespace.clone());
+    // A lost node first: a pod there never finishes terminating, obsolete or not.
     let node = match &seen.node {
         NodeSeen::Unknown => None,
         NodeSeen::Missing => Some(None),
@@ -366,6 +381,7 @@ fn monitor(
         && let Some(why) = agent_pod::node_lost(pod, node, now, grace)
     {
         actions.push(PoolAction::DeletePod {
+            namespace: pod_namespace,
             name: pod_name.clone(),
             force: true,
         });
@@ -373,6 +389,19 @@ fn monitor(
             "{}; {why}",
             UpstreamError::AgentObsolete { pod: pod_name }
         ));
+    }
+    let obsolete =
+        pod.uid().unwrap_or_default() != r.uid || agent_pod::image(pod) != Some(r.image.as_str());
+    if obsolete {
+        if agent_pod::is_terminating(pod) {
+            return Err(UpstreamError::AgentMarkedForDeletion { pod: pod_name }.to_string());
+        }
+        actions.push(PoolAction::DeletePod {
+            namespace: pod_namespace,
+            name: pod_name.clone(),
+            force: false,
+        });
+        return Err(UpstreamError::AgentObsolete { pod: pod_name }.to_string());
     }
     if !agent_pod::is_ready(pod) {
         return Err(UpstreamError::AgentNotReady { pod: pod_name }.to_string());

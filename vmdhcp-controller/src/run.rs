@@ -186,9 +186,16 @@ async fn lead(
         .run(reconcile::vmnetcfg::reconcile, error_policy, ctx.clone())
         .for_each(|r| log_result("VirtualMachineNetworkConfig", r));
     let vms: Api<VirtualMachine> = Api::all(client.clone());
-    if let Err(e) = vms.list(&ListParams::default().limit(1)).await {
+    // Only a cluster without KubeVirt turns the VM reconciler off; any other error (a
+    // timeout, a 503 while the API server starts) leaves it to the watcher's backoff.
+    let vm_check = vms.list(&ListParams::default().limit(1)).await;
+    if let Some(e) = vm_check
+        .as_ref()
+        .err()
+        .filter(|e| crate::error::is_status(e, 404))
+    {
         tracing::warn!(
-            "kubevirt.io/v1 VirtualMachines cannot be listed ({e}); the VM reconciler is off, vmnetcfgs are served as they are"
+            "kubevirt.io/v1 VirtualMachines are not served ({e}); the VM reconciler is off, vmnetcfgs are served as they are"
         );
         futures::join!(pools_run, cfgs_run);
     } else {

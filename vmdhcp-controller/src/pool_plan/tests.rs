@@ -208,6 +208,7 @@ fn a_controller_upgrade_replaces_the_agent_unless_held() {
     assert_eq!(
         upgraded.actions,
         [PoolAction::DeletePod {
+            namespace: "harvester-system".into(),
             name: "default-net-48-agent".into(),
             force: false
         }]
@@ -272,6 +273,7 @@ fn an_agent_on_a_lost_node_is_force_deleted() {
     assert_eq!(
         plan1.actions,
         [PoolAction::DeletePod {
+            namespace: "harvester-system".into(),
             name: "default-net-48-agent".into(),
             force: true
         }]
@@ -314,6 +316,7 @@ fn pausing_deletes_the_agent_and_keeps_allocations_and_no_agent_reports_success(
     assert_eq!(
         paused.actions,
         [PoolAction::DeletePod {
+            namespace: "harvester-system".into(),
             name: "default-net-48-agent".into(),
             force: false
         }]
@@ -423,4 +426,75 @@ fn orphans_are_allocations_no_vmnetcfg_owns_and_are_released() {
     let v4 = plan.status.ipv4.as_ref().expect("ipv4");
     assert!(!v4.allocated.contains_key("192.168.48.82"));
     assert_eq!((v4.used, v4.available), (1, 7));
+}
+
+#[test]
+fn a_terminating_obsolete_agent_on_a_lost_node_is_still_force_deleted() {
+    // The controller was upgraded while the node died: the old pod hangs in Terminating.
+    let p = pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1"));
+    let seen = Observed {
+        node: NodeSeen::Missing,
+        ..with_pod(pod(
+            "pod-uid",
+            "rancher/harvester-vm-dhcp-agent:v1",
+            false,
+            true,
+        ))
+    };
+    let plan = plan(&p, &seen, &settings(), now());
+    assert_eq!(
+        plan.actions,
+        [PoolAction::DeletePod {
+            namespace: "harvester-system".into(),
+            name: "default-net-48-agent".into(),
+            force: true
+        }]
+    );
+}
+
+#[test]
+fn a_pause_deletes_the_agent_where_the_reference_says_it_is() {
+    let mut p = pool(
+        &json!({"agentPodRef": {"namespace": "old-agents", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE}}),
+    );
+    p.spec.paused = Some(true);
+    let plan = plan(
+        &p,
+        &with_pod(pod("pod-uid", IMAGE, true, false)),
+        &settings(),
+        now(),
+    );
+    assert_eq!(
+        plan.actions,
+        [PoolAction::DeletePod {
+            namespace: "old-agents".into(),
+            name: "default-net-48-agent".into(),
+            force: false
+        }]
+    );
+}
+
+#[test]
+fn nad_labels_carry_only_the_back_reference() {
+    let seen = Observed {
+        nad: Some(nad(&[(LABEL_CLUSTER_NETWORK, "mgmt"), ("other", "x")])),
+        ..Observed::default()
+    };
+    let plan = plan(&pool(&json!(null)), &seen, &settings(), now());
+    let labels = plan
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            PoolAction::LabelNad(l) => Some(l.clone()),
+            _ => None,
+        })
+        .expect("labels to write");
+    assert_eq!(
+        labels,
+        BTreeMap::from([
+            (LABEL_IPPOOL_NAMESPACE.to_owned(), "default".to_owned()),
+            (LABEL_IPPOOL_NAME.to_owned(), "net-48".to_owned()),
+        ]),
+        "other labels are left to the NAD as it is when written"
+    );
 }

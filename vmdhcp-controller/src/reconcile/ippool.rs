@@ -134,6 +134,28 @@ fn requeue_after(status: &vmdhcp_api::ippool::IPPoolStatus) -> Action {
     })
 }
 
+/// Where the pool's agent Pod is: as `status.agentPodRef` records it (an older controller may
+/// have used another namespace), else by the name scheme in `--namespace`.
+fn agent_pod_of(pool: &IPPool, ctx: &Context) -> (String, String) {
+    match pool.status.as_ref().and_then(|s| s.agent_pod_ref.as_ref()) {
+        Some(r) => (
+            if r.namespace.is_empty() {
+                ctx.settings.namespace.clone()
+            } else {
+                r.namespace.clone()
+            },
+            r.name.clone(),
+        ),
+        None => (
+            ctx.settings.namespace.clone(),
+            vmdhcp_api::agent::agent_pod_name(
+                &pool.namespace().unwrap_or_default(),
+                &pool.name_any(),
+            ),
+        ),
+    }
+}
+
 async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
     let mut seen = Observed::default();
     if let Ok(network) = pool.network() {
@@ -156,20 +178,8 @@ async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
         });
     }
     if !ctx.settings.no_agent {
-        let pod_name = pool
-            .status
-            .as_ref()
-            .and_then(|s| s.agent_pod_ref.as_ref())
-            .map_or_else(
-                || {
-                    vmdhcp_api::agent::agent_pod_name(
-                        &pool.namespace().unwrap_or_default(),
-                        &pool.name_any(),
-                    )
-                },
-                |r| r.name.clone(),
-            );
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+        let (pod_namespace, pod_name) = agent_pod_of(pool, ctx);
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod_namespace);
         seen.pod = pods
             .get_opt(&pod_name)
             .await
@@ -243,7 +253,12 @@ async fn execute(
             }
             Ok(())
         }
-        PoolAction::DeletePod { name, force } => {
+        PoolAction::DeletePod {
+            namespace,
+            name,
+            force,
+        } => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
             let params = if force {
                 DeleteParams {
                     grace_period_seconds: Some(0),
@@ -291,7 +306,10 @@ async fn label_nad(
     else {
         return Ok(());
     };
-    nad.metadata.labels = Some(labels);
+    nad.metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels);
     match api
         .replace(&network.name, &PostParams::default(), &nad)
         .await
@@ -309,15 +327,8 @@ async fn label_nad(
 async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
     let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
-    let pod_name = pool
-        .status
-        .as_ref()
-        .and_then(|s| s.agent_pod_ref.as_ref())
-        .map_or_else(
-            || vmdhcp_api::agent::agent_pod_name(&ns, &name),
-            |r| r.name.clone(),
-        );
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let (pod_namespace, pod_name) = agent_pod_of(pool, ctx);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod_namespace);
     match pods.delete(&pod_name, &DeleteParams::default()).await {
         Ok(_) => {
             tracing::info!(pool = %format!("{ns}/{name}"), pod = pod_name, "agent pod deleted");
