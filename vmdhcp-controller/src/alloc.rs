@@ -206,6 +206,18 @@ impl Allocators {
         }
     }
 
+    /// The address `mac` holds in the cached allocator of `pool`, when that allocator is
+    /// current for `pool` as given.
+    pub fn address_of(&self, pool: &IPPool, mac: &MacAddr) -> Option<Ipv4Addr> {
+        self.pools
+            .get(&key(pool))
+            .filter(|c| {
+                Some(&c.uid) == pool.metadata.uid.as_ref()
+                    && Some(&c.resource_version) == pool.metadata.resource_version.as_ref()
+            })
+            .and_then(|c| c.alloc.address_of(mac))
+    }
+
     /// Forgets `pool` (deleted or paused).
     pub fn forget(&mut self, namespace: &str, name: &str) {
         self.pools.remove(&(namespace.to_owned(), name.to_owned()));
@@ -375,9 +387,18 @@ mod tests {
         cache.put(&p, ipam);
         assert_eq!(cache.take(&p).expect("cached").ipam.used(), 1);
         cache.put(&p, Allocator::rebuild(&p).expect("rebuilds"));
+        assert_eq!(
+            cache.address_of(&p, &"aa:aa:aa:aa:aa:01".parse().expect("mac")),
+            Some(ip("192.168.48.82")),
+            "a reconcile with nothing to change needs no API call"
+        );
         // Someone else wrote the pool: the status, not the cache, is the truth.
         let mut theirs = pool(&json!({}));
         theirs.metadata.resource_version = Some("9".into());
+        assert_eq!(
+            cache.address_of(&theirs, &"aa:aa:aa:aa:aa:01".parse().expect("mac")),
+            None
+        );
         assert_eq!(cache.take(&theirs).expect("rebuilt").ipam.used(), 0);
     }
 }

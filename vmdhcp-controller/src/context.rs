@@ -145,4 +145,64 @@ impl Context {
             attempts: WRITE_ATTEMPTS,
         })
     }
+
+    /// The address `mac` holds in `pool` according to this process's allocator, when that
+    /// allocator is current for `pool` as given (same UID and `resourceVersion`): lets a
+    /// reconcile that changes nothing skip reading the pool from the API server.
+    pub fn cached_address(
+        &self,
+        pool: &IPPool,
+        mac: &vmdhcp_api::MacAddr,
+    ) -> Option<std::net::Ipv4Addr> {
+        self.allocators().address_of(pool, mac)
+    }
+
+    /// Removes `allocated[ip]` when it belongs to `mac`, without rebuilding the allocator: for
+    /// a pool whose status does not rebuild (an older controller let a router or an exclusion
+    /// be added on top of an allocation), so that deleting its vmnetcfgs is never blocked.
+    /// Counters are left for the next successful rebuild.
+    ///
+    /// # Errors
+    /// API errors, or [`Error::Contended`].
+    pub async fn release_unchecked(
+        &self,
+        namespace: &str,
+        name: &str,
+        ip: std::net::Ipv4Addr,
+        mac: &vmdhcp_api::MacAddr,
+    ) -> Result<bool, Error> {
+        let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
+        for _ in 0..WRITE_ATTEMPTS {
+            let mut pool = api
+                .get(name)
+                .await
+                .map_err(|e| Error::kube(format!("get ippool {namespace}/{name}"), e))?;
+            let owned = pool.allocated().any(|(k, v)| {
+                k.parse() == Ok(ip) && v.parse::<vmdhcp_api::MacAddr>().is_ok_and(|m| m == *mac)
+            });
+            if !owned {
+                return Ok(false);
+            }
+            let status = pool.status.get_or_insert_with(Default::default);
+            vmdhcp_api::status::release_allocation(status, ip);
+            vmdhcp_api::status::touch(status, Timestamp::now());
+            match api
+                .replace_status(name, &PostParams::default(), &pool)
+                .await
+            {
+                Ok(_) => return Ok(true),
+                Err(e) if crate::error::is_status(&e, 409) => {}
+                Err(e) => {
+                    return Err(Error::kube(
+                        format!("write ippool {namespace}/{name} status"),
+                        e,
+                    ));
+                }
+            }
+        }
+        Err(Error::Contended {
+            object: format!("ippool {namespace}/{name}"),
+            attempts: WRITE_ATTEMPTS,
+        })
+    }
 }

@@ -207,6 +207,16 @@ async fn allocate_nic(
         desired,
         previous,
     };
+    // Nothing to change, and this process wrote the pool as cached: no API call.
+    if let Some(held) = ctx.cached_address(&pool, &mac)
+        && desired.is_none_or(|want| want == held)
+    {
+        return NicOutcome::Allocated {
+            network_name: nic.network_name.clone(),
+            mac_address: nic.mac_address.clone(),
+            ip: held,
+        };
+    }
     let result = ctx
         .update_pool(&pns, &pname, |pool, ipam| {
             alloc::allocate(pool, ipam, &req).map_err(|m| Error::Nics(vec![m]))
@@ -268,6 +278,8 @@ async fn release_all(
         {
             Ok(released) => released,
             Err(Error::Kube { source, .. }) if is_status(&source, 404) => false,
+            // The pool's status does not rebuild: release the entry alone.
+            Err(Error::Api { .. }) => ctx.release_unchecked(&pns, &pname, ip, &mac).await?,
             Err(e) => return Err(e),
         };
         if released {
