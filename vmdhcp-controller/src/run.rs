@@ -171,8 +171,7 @@ async fn lead(
     {
         let (pools, vmnetcfgs, ctx) = (pools.clone(), vmnetcfgs.clone(), ctx.clone());
         tokio::spawn(async move {
-            if pools.wait_until_ready().await.is_ok() && vmnetcfgs.wait_until_ready().await.is_ok()
-            {
+            if store_ready(&pools).await && store_ready(&vmnetcfgs).await {
                 tracing::info!("caches synced");
                 ctx.synced.store(true, std::sync::atomic::Ordering::Release);
                 ready.send_replace(Readiness::Synced);
@@ -277,6 +276,24 @@ fn controllers(
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     (pool_ctrl, cfg_ctrl)
+}
+
+/// Whether `store` has listed once (`false`: its writer is gone). `Store::wait_until_ready`
+/// wakes only the last of several tasks waiting at once (kube-runtime 5 keeps a single waker),
+/// and the controllers' own runners wait on the same stores: a lone wait here could sleep
+/// forever, so it is polled again every 100 ms.
+pub async fn store_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(ready) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return ready.is_ok();
+        }
+    }
 }
 
 /// Leader-election identity: the hostname (the Pod name in a cluster), as upstream.
