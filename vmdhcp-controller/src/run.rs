@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +139,8 @@ async fn lead(
         // The chart ships the CRDs; without the permission to apply them, run with what is there.
         tracing::warn!("{e}; continuing with the installed CRDs");
     }
-    let (pool_ctrl, cfg_ctrl) = controllers(&client, &args.namespace, &stop);
+    let (listed, mut listed_rx) = watch::channel(0u8);
+    let (pool_ctrl, cfg_ctrl) = controllers(&client, &args.namespace, &stop, &listed);
     let pools = pool_ctrl.store();
     let vmnetcfgs = cfg_ctrl.store();
     pools_tx.send_replace(Some(pools.clone()));
@@ -169,9 +170,13 @@ async fn lead(
         synced: std::sync::atomic::AtomicBool::new(false),
     });
     {
-        let (pools, vmnetcfgs, ctx) = (pools.clone(), vmnetcfgs.clone(), ctx.clone());
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if store_ready(&pools).await && store_ready(&vmnetcfgs).await {
+            if listed_rx
+                .wait_for(|v| *v == LISTED_POOLS | LISTED_VMNETCFGS)
+                .await
+                .is_ok()
+            {
                 tracing::info!("caches synced");
                 ctx.synced.store(true, std::sync::atomic::Ordering::Release);
                 ready.send_replace(Readiness::Synced);
@@ -218,18 +223,49 @@ fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
     std::future::ready(())
 }
 
+/// Bit of the `listed` channel set when the IPPool watch completed a list.
+const LISTED_POOLS: u8 = 1;
+/// Bit of the `listed` channel set when the vmnetcfg watch completed a list.
+const LISTED_VMNETCFGS: u8 = 2;
+
+/// A controller over `api` like `Controller::new`, whose watch also sets `bit` in `listed`
+/// when a list completes. (`Store::wait_until_ready` cannot tell us: kube-runtime wakes only
+/// the last of several waiters, and the controller's own runner is one of them.)
+fn listing_controller<K>(api: Api<K>, listed: watch::Sender<u8>, bit: u8) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.send_modify(|v| *v |= bit);
+            }
+        })
+        .applied_objects();
+    Controller::for_stream(trigger, reader)
+}
+
 /// The IPPool controller (also woken by its agent Pods) and the vmnetcfg controller (also
 /// woken when a pool on their network appears, goes, pauses, resumes or becomes ready).
 fn controllers(
     client: &Client,
     agent_namespace: &str,
     stop: &CancellationToken,
+    listed: &watch::Sender<u8>,
 ) -> (Controller<IPPool>, Controller<VirtualMachineNetworkConfig>) {
     let agents = watcher::Config::default()
         .labels(&format!("{LABEL_VM_DHCP_CONTROLLER}={LABEL_VALUE_AGENT}"));
-    let pool_ctrl = Controller::new(
+    let pool_ctrl = listing_controller(
         Api::<IPPool>::all(client.clone()),
-        watcher::Config::default(),
+        listed.clone(),
+        LISTED_POOLS,
     )
     .watches(
         Api::<Pod>::namespaced(client.clone(), agent_namespace),
@@ -246,9 +282,10 @@ fn controllers(
         },
     )
     .graceful_shutdown_on(stop.clone().cancelled_owned());
-    let cfg_ctrl = Controller::new(
+    let cfg_ctrl = listing_controller(
         Api::<VirtualMachineNetworkConfig>::all(client.clone()),
-        watcher::Config::default(),
+        listed.clone(),
+        LISTED_VMNETCFGS,
     );
     let vmnetcfgs = cfg_ctrl.store();
     // A VM can exist before its pool, and a pool can pause, resume or become ready: the
@@ -276,24 +313,6 @@ fn controllers(
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     (pool_ctrl, cfg_ctrl)
-}
-
-/// Whether `store` has listed once (`false`: its writer is gone). `Store::wait_until_ready`
-/// wakes only the last of several tasks waiting at once (kube-runtime 5 keeps a single waker),
-/// and the controllers' own runners wait on the same stores: a lone wait here could sleep
-/// forever, so it is polled again every 100 ms.
-pub async fn store_ready<K>(store: &kube::runtime::reflector::Store<K>) -> bool
-where
-    K: kube::Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    loop {
-        if let Ok(ready) =
-            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
-        {
-            return ready.is_ok();
-        }
-    }
 }
 
 /// Leader-election identity: the hostname (the Pod name in a cluster), as upstream.

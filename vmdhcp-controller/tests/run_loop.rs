@@ -760,35 +760,3 @@ async fn finalizers_and_json_patches(client: &kube::Client, fake: &Fake) {
     );
     assert!(fake.list(cm_path).len() == 1 && fake.revision() > 0);
 }
-
-/// The root cause the run-loop tests exposed, reduced: kube-runtime 5.0.0's
-/// `Store::wait_until_ready` (a `DelayedInit` over a `futures` oneshot, which keeps one waker)
-/// wakes only the task that polled it last. `run::lead` waits on the IPPool and vmnetcfg stores
-/// while each `Controller` runner waits on the same store: `run::store_ready` must return even
-/// when kube's own waiter registered after it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_readiness_reaches_our_waiter_even_when_another_waits_later() {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::runtime::{reflector, watcher};
-
-    let (reader, mut writer) = reflector::store::<Pod>();
-    let ours = tokio::spawn({
-        let reader = reader.clone();
-        async move { vmdhcp_controller::run::store_ready(&reader).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let theirs = tokio::spawn({
-        let reader = reader.clone();
-        async move { reader.wait_until_ready().await.is_ok() }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    writer.apply_watcher_event(&watcher::Event::Init);
-    writer.apply_watcher_event(&watcher::Event::InitDone);
-    let theirs = tokio::time::timeout(Duration::from_secs(2), theirs).await;
-    assert!(matches!(theirs, Ok(Ok(true))), "the last waiter is woken");
-    let ours = tokio::time::timeout(Duration::from_secs(2), ours).await;
-    assert!(
-        matches!(ours, Ok(Ok(true))),
-        "run::store_ready returns once the store is ready"
-    );
-}
