@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use vmdhcp_api::MacAddr;
-use vmdhcp_api::consts::{COND_CACHE_READY, FINALIZER_VMNETCFG};
+use vmdhcp_api::consts::{COND_ALLOCATED, COND_CACHE_READY, FINALIZER_VMNETCFG};
 use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::message::UpstreamError;
 use vmdhcp_api::network::NamespacedName;
@@ -62,12 +62,7 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Actio
     }
     let now = Timestamp::now();
     if cfg.is_paused() {
-        let entries = cfg
-            .status
-            .as_ref()
-            .map(|s| s.network_configs.clone())
-            .unwrap_or_default();
-        release_all(cfg, &entries, ctx).await?;
+        release_all(cfg, &held(cfg, ctx), ctx).await?;
         ctx.metrics.set_nics(&key(cfg), Vec::new());
         write_status(cfg, netcfg_plan::paused(cfg, now), ctx).await?;
         return Ok(Action::await_change());
@@ -84,23 +79,12 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Actio
     let mut outcomes = Vec::with_capacity(cfg.spec.network_configs.len());
     for nic in &cfg.spec.network_configs {
         let outcome = allocate_nic(&synced, nic, ctx).await;
-        match &outcome {
-            NicOutcome::Failed { message, .. } => {
-                ctx.event(
-                    cfg,
-                    EventType::Warning,
-                    "AllocationFailed",
-                    "Allocate",
-                    message.clone(),
-                )
-                .await;
-            }
-            NicOutcome::Unmanaged => tracing::debug!(
+        if outcome == NicOutcome::Unmanaged {
+            tracing::debug!(
                 vmnetcfg = key(cfg),
                 network = nic.network_name,
                 "no IPPool serves this network; NIC left alone"
-            ),
-            NicOutcome::Allocated { .. } => {}
+            );
         }
         outcomes.push(outcome);
     }
@@ -119,7 +103,25 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Actio
             })
             .collect(),
     );
+    // One Warning per new failure, not one per retry.
+    let message = |st: Option<&vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfigStatus>| {
+        st.and_then(|st| vmdhcp_api::condition::find(&st.conditions, COND_ALLOCATED))
+            .filter(|c| !c.is_true())
+            .map(|c| c.message.clone())
+    };
+    let failure =
+        message(Some(&status)).filter(|now| Some(now) != message(cfg.status.as_ref()).as_ref());
     write_status(cfg, status, ctx).await?;
+    if let Some(note) = failure {
+        ctx.event(
+            cfg,
+            EventType::Warning,
+            "AllocationFailed",
+            "Allocate",
+            note,
+        )
+        .await;
+    }
     let failed = outcomes
         .iter()
         .any(|o| matches!(o, NicOutcome::Failed { .. }));
@@ -318,17 +320,14 @@ async fn write_status(
         .map_err(|e| Error::kube(format!("write vmnetcfg {} status", key(cfg)), e))
 }
 
-async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
-    // An error, not a requeue: the finalizer helper removes the finalizer on `Ok`.
-    if wait_for_caches(ctx).is_some() {
-        return Err(Error::CachesNotSynced);
-    }
+/// Everything `cfg` holds: its status entries, and the addresses its spec MACs hold in their
+/// pools (an allocation written to a pool just before the vmnetcfg's status write failed).
+fn held(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Vec<NetworkConfigStatus> {
     let mut entries = cfg
         .status
         .as_ref()
         .map(|s| s.network_configs.clone())
         .unwrap_or_default();
-    // Also the spec's MACs: an allocation written to a pool just before a status write failed.
     for nic in &cfg.spec.network_configs {
         if let Ok(network) = cfg.network_of(nic)
             && let Some(pool) = pool_for(&network, ctx)
@@ -345,6 +344,15 @@ async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Act
             }
         }
     }
+    entries
+}
+
+async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+    // An error, not a requeue: the finalizer helper removes the finalizer on `Ok`.
+    if wait_for_caches(ctx).is_some() {
+        return Err(Error::CachesNotSynced);
+    }
+    let entries = held(cfg, ctx);
     release_all(cfg, &entries, ctx).await?;
     ctx.metrics.set_nics(&key(cfg), Vec::new());
     Ok(Action::await_change())
