@@ -22,6 +22,40 @@ use crate::pool_plan::AgentSettings;
 /// and is requeued.
 pub const WRITE_ATTEMPTS: u32 = 8;
 
+/// Retry delays per object that double on each failure (from [`Backoffs::FIRST`] to
+/// [`Backoffs::MAX`]) and start over after a success: hundreds of VMs waiting on an exhausted
+/// pool must not keep the API server busy.
+#[derive(Debug, Default)]
+pub struct Backoffs(Mutex<HashMap<String, u32>>);
+
+impl Backoffs {
+    /// The first retry delay.
+    pub const FIRST: Duration = Duration::from_secs(5);
+    /// The longest.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// The delay before the next retry of `key`, counting this failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let failures = map.entry(key.to_owned()).or_default();
+        *failures = failures.saturating_add(1);
+        Self::FIRST
+            .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+            .min(Self::MAX)
+    }
+
+    /// `key` succeeded: its next failure waits [`Backoffs::FIRST`] again.
+    pub fn reset(&self, key: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
 /// A lock per pool, by namespace and name.
 pub type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 
@@ -37,6 +71,8 @@ pub struct Context {
     pub vmnetcfgs: Store<VirtualMachineNetworkConfig>,
     /// Rebuilt allocators.
     pub allocators: Mutex<Allocators>,
+    /// Retry delays of failing objects.
+    pub backoffs: Backoffs,
     /// One lock per pool: reconciles of this process write a pool's status one at a time
     /// (conflicts with other writers are still retried).
     pub pool_locks: PoolLocks,
@@ -204,5 +240,24 @@ impl Context {
             object: format!("ippool {namespace}/{name}"),
             attempts: WRITE_ATTEMPTS,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap_and_start_over_after_a_success() {
+        let b = Backoffs::default();
+        let delays: Vec<u64> = (0..9).map(|_| b.next("a").as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(
+            b.next("b"),
+            Backoffs::FIRST,
+            "objects back off on their own"
+        );
+        b.reset("a");
+        assert_eq!(b.next("a"), Backoffs::FIRST);
     }
 }

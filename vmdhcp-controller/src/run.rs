@@ -159,6 +159,7 @@ async fn lead(
         vmnetcfgs: vmnetcfgs.clone(),
         allocators: Mutex::default(),
         pool_locks: Mutex::default(),
+        backoffs: crate::context::Backoffs::default(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -183,12 +184,13 @@ async fn lead(
             }
         });
     }
+    let log_ctx = ctx.clone();
     let pools_run = pool_ctrl
         .run(reconcile::ippool::reconcile, error_policy, ctx.clone())
-        .for_each(|r| log_result("IPPool", r));
+        .for_each(|r| log_result(&log_ctx, "IPPool", r));
     let cfgs_run = cfg_ctrl
         .run(reconcile::vmnetcfg::reconcile, error_policy, ctx.clone())
-        .for_each(|r| log_result("VirtualMachineNetworkConfig", r));
+        .for_each(|r| log_result(&log_ctx, "VirtualMachineNetworkConfig", r));
     let vms: Api<VirtualMachine> = Api::all(client.clone());
     // Only a cluster without KubeVirt turns the VM reconciler off; any other error (a
     // timeout, a 503 while the API server starts) leaves it to the watcher's backoff.
@@ -206,18 +208,23 @@ async fn lead(
         let vm_run = Controller::new(vms, watcher::Config::default())
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(reconcile::vm::reconcile, error_policy, ctx)
-            .for_each(|r| log_result("VirtualMachine", r));
+            .for_each(|r| log_result(&log_ctx, "VirtualMachine", r));
         futures::join!(pools_run, cfgs_run, vm_run);
     }
     Ok(())
 }
 
 fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
+    ctx: &Context,
     kind: &'static str,
     result: Result<(T, A), E>,
 ) -> std::future::Ready<()> {
     match result {
-        Ok((obj, _)) => tracing::debug!(kind, object = %obj, "reconciled"),
+        Ok((obj, _)) => {
+            let key = obj.to_string();
+            ctx.backoffs.reset(&key);
+            tracing::debug!(kind, object = %key, "reconciled");
+        }
         Err(e) => tracing::debug!(kind, "{e}"),
     }
     std::future::ready(())

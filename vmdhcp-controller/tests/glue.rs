@@ -43,6 +43,7 @@ fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
         vmnetcfgs,
         allocators: Mutex::default(),
         pool_locks: Mutex::default(),
+        backoffs: vmdhcp_controller::context::Backoffs::default(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -391,7 +392,7 @@ async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
     );
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(15))
+        kube::runtime::controller::Action::requeue(vmdhcp_controller::context::Backoffs::FIRST)
     );
 }
 

@@ -8,15 +8,11 @@ pub mod vm;
 pub mod vmnetcfg;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer;
 
 use crate::error::Error;
-
-/// Requeue delay after a failed reconcile.
-pub const ERROR_REQUEUE: Duration = Duration::from_secs(10);
 
 /// Turns a finalizer helper error into ours.
 pub fn from_finalizer(e: finalizer::Error<Error>) -> Error {
@@ -29,16 +25,18 @@ pub fn from_finalizer(e: finalizer::Error<Error>) -> Error {
     }
 }
 
-/// The error policy of all three controllers: log and retry soon.
+/// The error policy of all three controllers: log and retry, later after each failure.
 #[allow(
     clippy::needless_pass_by_value,
     reason = "the signature kube-runtime's Controller::run expects"
 )]
-pub fn error_policy<K: kube::ResourceExt>(
+pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
     obj: Arc<K>,
     error: &Error,
-    _: Arc<crate::context::Context>,
+    ctx: Arc<crate::context::Context>,
 ) -> Action {
-    tracing::warn!(object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), "reconcile failed: {error}");
-    Action::requeue(ERROR_REQUEUE)
+    let key = kube::runtime::reflector::ObjectRef::from_obj(obj.as_ref()).to_string();
+    let delay = ctx.backoffs.next(&key);
+    tracing::warn!(object = %key, retry_in = ?delay, "reconcile failed: {error}");
+    Action::requeue(delay)
 }

@@ -125,10 +125,13 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Actio
     let failed = outcomes
         .iter()
         .any(|o| matches!(o, NicOutcome::Failed { .. }));
-    // A failing NIC usually waits for its pool (not watched from here): look again soon.
+    // A failing NIC waits for something the pool's gate does not show (an address set free,
+    // a NAD appearing): look again, later after each failure.
+    let retry_key = format!("nics:{}", key(cfg));
     Ok(if failed {
-        Action::requeue(Duration::from_secs(15))
+        Action::requeue(ctx.backoffs.next(&retry_key))
     } else {
+        ctx.backoffs.reset(&retry_key);
         Action::await_change()
     })
 }
