@@ -21,3 +21,20 @@ use std::convert::Infallible;
 pub fn go_bool(value: &str) -> Result<bool, Infallible> {
     Ok(matches!(value, "1" | "t" | "T" | "TRUE" | "true" | "True"))
 }
+
+/// The log level `--debug` and `--trace` ask for: `trace` beats `debug` beats `info`.
+///
+/// ```
+/// assert_eq!(vmdhcp_api::flags::log_level(true, true), "trace");
+/// assert_eq!(vmdhcp_api::flags::log_level(true, false), "debug");
+/// assert_eq!(vmdhcp_api::flags::log_level(false, false), "info");
+/// ```
+pub fn log_level(debug: bool, trace: bool) -> &'static str {
+    if trace {
+        "trace"
+    } else if debug {
+        "debug"
+    } else {
+        "info"
+    }
+}

@@ -89,13 +89,7 @@ fn parse_image(value: &str) -> Result<ImageRef, String> {
 impl Args {
     /// The log filter the flags ask for (`RUST_LOG` wins when set).
     pub fn log_filter(&self) -> &'static str {
-        if self.trace {
-            "trace"
-        } else if self.debug {
-            "debug"
-        } else {
-            "info"
-        }
+        vmdhcp_api::flags::log_level(self.debug, self.trace)
     }
 }
 

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::Store;
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
@@ -136,12 +136,8 @@ impl Context {
         // Concurrent reconciles of one pool would otherwise all read the same version and all
         // but one lose: with many VMs created at once, most of them several times over.
         let _serialised = lock.lock().await;
-        let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
         for attempt in 1..=WRITE_ATTEMPTS {
-            let mut pool = api
-                .get(name)
-                .await
-                .map_err(|e| Error::kube(format!("get ippool {namespace}/{name}"), e))?;
+            let mut pool = self.read_pool(namespace, name).await?;
             let mut ipam = self.allocators().take(&pool).map_err(|source| Error::Api {
                 object: format!("ippool {namespace}/{name}"),
                 source,
@@ -155,31 +151,43 @@ impl Context {
             let status = pool.status.get_or_insert_with(Default::default);
             vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &ipam.ipam);
             vmdhcp_api::status::touch(status, Timestamp::now());
-            match api
-                .replace_status(name, &PostParams::default(), &pool)
-                .await
-            {
-                Ok(written) => {
-                    self.allocators().put(&written, ipam);
-                    return Ok(out);
-                }
-                Err(e) if crate::error::is_status(&e, 409) => {
-                    tracing::debug!(pool = %format!("{namespace}/{name}"), attempt, "status conflict; reading again");
-                    // Spread concurrent writers out a little.
-                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 20)).await;
-                }
-                Err(e) => {
-                    return Err(Error::kube(
-                        format!("write ippool {namespace}/{name} status"),
-                        e,
-                    ));
-                }
+            if let Some(written) = self.write_pool_status(&pool).await? {
+                self.allocators().put(&written, ipam);
+                return Ok(out);
             }
+            tracing::debug!(pool = %format!("{namespace}/{name}"), attempt, "status conflict; reading again");
+            // Spread concurrent writers out a little.
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 20)).await;
         }
         Err(Error::Contended {
             object: format!("ippool {namespace}/{name}"),
             attempts: WRITE_ATTEMPTS,
         })
+    }
+
+    /// Reads the IPPool `namespace/name` from the API server (not the cache).
+    async fn read_pool(&self, namespace: &str, name: &str) -> Result<IPPool, Error> {
+        Api::<IPPool>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| Error::kube(format!("get ippool {namespace}/{name}"), e))
+    }
+
+    /// Writes `pool`'s status with the `resourceVersion` it carries: the pool as written, or
+    /// `None` when someone else wrote it first (read again and redo).
+    async fn write_pool_status(&self, pool: &IPPool) -> Result<Option<IPPool>, Error> {
+        let (namespace, name) = (pool.namespace().unwrap_or_default(), pool.name_any());
+        match Api::<IPPool>::namespaced(self.client.clone(), &namespace)
+            .replace_status(&name, &PostParams::default(), pool)
+            .await
+        {
+            Ok(written) => Ok(Some(written)),
+            Err(e) if crate::error::is_status(&e, 409) => Ok(None),
+            Err(e) => Err(Error::kube(
+                format!("write ippool {namespace}/{name} status"),
+                e,
+            )),
+        }
     }
 
     /// The address `mac` holds in `pool` according to this process's allocator, when that
@@ -207,12 +215,8 @@ impl Context {
         ip: std::net::Ipv4Addr,
         mac: &vmdhcp_api::MacAddr,
     ) -> Result<bool, Error> {
-        let api: Api<IPPool> = Api::namespaced(self.client.clone(), namespace);
         for _ in 0..WRITE_ATTEMPTS {
-            let mut pool = api
-                .get(name)
-                .await
-                .map_err(|e| Error::kube(format!("get ippool {namespace}/{name}"), e))?;
+            let mut pool = self.read_pool(namespace, name).await?;
             let owned = pool.allocated().any(|(k, v)| {
                 k.parse() == Ok(ip) && v.parse::<vmdhcp_api::MacAddr>().is_ok_and(|m| m == *mac)
             });
@@ -222,18 +226,8 @@ impl Context {
             let status = pool.status.get_or_insert_with(Default::default);
             vmdhcp_api::status::release_allocation(status, ip);
             vmdhcp_api::status::touch(status, Timestamp::now());
-            match api
-                .replace_status(name, &PostParams::default(), &pool)
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(e) if crate::error::is_status(&e, 409) => {}
-                Err(e) => {
-                    return Err(Error::kube(
-                        format!("write ippool {namespace}/{name} status"),
-                        e,
-                    ));
-                }
+            if self.write_pool_status(&pool).await?.is_some() {
+                return Ok(true);
             }
         }
         Err(Error::Contended {
