@@ -18,3 +18,12 @@ if python3 -m pip install --quiet --no-input helm-python-sdk==0.2.2; then
 else
   echo "install-test-deps: helm-python-sdk could not be installed; the chart test's render and lint checks will skip" >&2
 fi
+# The dependency checks of scripts/test.sh: unused dependencies, licences, bans, sources.
+# (No prebuilt binaries can be fetched here: cargo builds them, about 5 minutes once.)
+for tool in "cargo-machete@0.9.2" "cargo-deny@0.20.2"; do
+  name=${tool%@*}
+  if ! command -v "$name" >/dev/null 2>&1; then
+    cargo install --locked --quiet "$tool"
+    echo "install-test-deps: installed $tool"
+  fi
+done

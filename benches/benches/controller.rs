@@ -2,7 +2,9 @@
 //! each, on one pool — for every NIC what a vmnetcfg reconcile does between its API calls:
 //! take the pool's allocator (cached while the `resourceVersion` matches, else rebuilt from
 //! the status), allocate, record it in the status, refresh the counters, and build the
-//! vmnetcfg's status.
+//! vmnetcfg's status. And the pool writer's path with group commit (`writer_batch_N`): N NICs
+//! applied at once to a copy of the pool as last written, one copy and one counter refresh
+//! per batch.
 //!
 //! Run: `cargo bench -p vmdhcp-benches --bench controller`. Results: docs/performance.md.
 
@@ -13,6 +15,7 @@ use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 use vmdhcp_controller::alloc::{self, Allocators, Request};
 use vmdhcp_controller::netcfg_plan::{self, NicOutcome};
+use vmdhcp_controller::pool_batch::{self, NicRequest, OpOutcome, PoolOp};
 
 const VMS: u32 = 10_000;
 
@@ -78,6 +81,51 @@ fn allocate_all(mut pool: IPPool, cfgs: &[VirtualMachineNetworkConfig], cached: 
     pool
 }
 
+/// The pool writer's CPU with group commit: `batch` NICs at a time applied to a copy of the
+/// pool as last written (what a write sends), counters and `lastUpdate` once per batch.
+fn allocate_in_batches(
+    pool: &IPPool,
+    cfgs: &[VirtualMachineNetworkConfig],
+    batch: usize,
+) -> IPPool {
+    let mut last = pool.clone();
+    let mut allocators = Allocators::default();
+    let now = jiff::Timestamp::now();
+    for (n, chunk) in cfgs.chunks(batch).enumerate() {
+        let ops: Vec<PoolOp> = chunk
+            .iter()
+            .map(|cfg| {
+                let nic = &cfg.spec.network_configs[0];
+                PoolOp::Allocate(NicRequest {
+                    mac_text: nic.mac_address.clone(),
+                    mac: nic.mac().expect("mac"),
+                    desired: None,
+                    previous: None,
+                })
+            })
+            .collect();
+        let mut next = last.clone();
+        let mut ipam = allocators.take(&next).expect("rebuilds");
+        let outcomes = pool_batch::apply(&mut next, &mut ipam, &ops, now);
+        next.metadata.resource_version = Some((n + 2).to_string());
+        allocators.put(&next, ipam);
+        for (cfg, outcome) in chunk.iter().zip(outcomes) {
+            let OpOutcome::Allocated(got) = outcome else {
+                panic!("{outcome:?}");
+            };
+            let nic = &cfg.spec.network_configs[0];
+            let outcome = NicOutcome::Allocated {
+                network_name: nic.network_name.clone(),
+                mac_address: nic.mac_address.clone(),
+                ip: got.ip,
+            };
+            black_box(netcfg_plan::assemble(cfg, &[outcome], now));
+        }
+        last = next;
+    }
+    last
+}
+
 fn bench(c: &mut Criterion) {
     let cfgs: Vec<_> = macs()
         .iter()
@@ -111,6 +159,12 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         );
     });
+    for batch in [1, 500] {
+        g.bench_function(format!("writer_batch_{batch}"), |b| {
+            let start = pool();
+            b.iter(|| allocate_in_batches(&start, &cfgs, batch));
+        });
+    }
     g.finish();
 
     // A restart: the allocator of a pool holding 10,000 allocations rebuilt from its status.

@@ -15,7 +15,7 @@
      (per-packet timestamps; long -x t runs slow perfdhcp down, so these stay short);
   4. common rates: --repeats x 10 s at each of --common (same load on every server).
 
-Definitions (as in ../shared/spec/perf-baseline.md):
+Definitions:
   drop %    = 100 * (1 - ACKs received / DISCOVERs sent); replies later than 1 s are lost.
   DORA/s    = ACKs received / period.
   server CPU % = utime+stime of the server process (all threads) / wall time, 100 = one core,

@@ -30,7 +30,17 @@ impl LeaseTime {
     /// A lease that never expires (no T1/T2 are sent).
     ///
     /// ```
-    /// assert_eq!(dhcp_server::LeaseTime::INFINITE.as_secs(), u32::MAX);
+    /// use dhcp_server::{Config, Lease, LeaseTime};
+    ///
+    /// // For the whole subnet...
+    /// let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?)
+    ///     .lease_time(LeaseTime::INFINITE)
+    ///     .build()?;
+    /// assert_eq!(config.lease_time().duration(), None);
+    /// // ...or for one lease.
+    /// let lease = Lease::new("10.0.0.5".parse()?).with_lease_time(LeaseTime::INFINITE);
+    /// assert!(lease.lease_time().is_some_and(LeaseTime::is_infinite));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub const INFINITE: Self = Self(u32::MAX);
 
@@ -131,10 +141,32 @@ impl Route {
     }
 }
 
-/// Whether replies carry option 12 (host name).
+/// Whether replies carry option 12 (host name). The default, [`Omit`](Self::Omit), leaves the
+/// guest's own name alone.
 ///
 /// ```
-/// assert_eq!(dhcp_server::HostnamePolicy::default(), dhcp_server::HostnamePolicy::Omit);
+/// use std::time::Instant;
+/// use dhcp_server::{decide, Config, Context, HostnamePolicy, Lease, Request, StaticLeases};
+///
+/// let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?)
+///     .hostname_policy(HostnamePolicy::FromLease)
+///     .build()?;
+/// let mut leases: StaticLeases = [(
+///     "02:00:00:00:00:01".parse()?,
+///     Lease::new("10.0.0.50".parse()?).with_hostname("vm-1"),
+/// )]
+/// .into_iter()
+/// .collect();
+/// # let mut discover = vec![0u8; 236];
+/// # discover[..3].copy_from_slice(&[1, 1, 6]);
+/// # discover[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+/// # discover.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+/// let request = Request::parse(&discover)?; // a DISCOVER from 02:00:00:00:00:01
+/// let ctx = Context::new(2, "0.0.0.0:68".parse()?, [255; 4].into());
+/// let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
+/// let offer = decision.reply().expect("an offer").to_vec()?;
+/// assert!(offer.windows(6).any(|o| o == [12, 4, b'v', b'm', b'-', b'1'])); // option 12
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum HostnamePolicy {

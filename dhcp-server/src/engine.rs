@@ -205,7 +205,7 @@ impl<'a> Decision<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn event(&self) -> Event {
-        self.event
+        self.event.clone()
     }
     /// Both parts.
     ///
@@ -244,7 +244,7 @@ struct Engine<'a, 'l, L: ?Sized> {
     now: Instant,
 }
 
-/// Decides the server's answer to one request (RFC 2131 §4.3, spec §5.4):
+/// Decides the server's answer to one request (RFC 2131 §4.3):
 ///
 /// | Request | Answer |
 /// |---|---|
@@ -253,7 +253,7 @@ struct Engine<'a, 'l, L: ?Sized> {
 /// | REQUEST, INIT-REBOOT (50, no 54) | NAK on the wrong network or a wrong address; ACK the client's own; unknown client: silent (NAK if authoritative) |
 /// | REQUEST, RENEWING (ciaddr, unicast) / REBINDING (ciaddr, broadcast or relayed) | ACK the client's lease; NAK another address; unknown: silent (NAK if authoritative) |
 /// | DECLINE / RELEASE | no reply; an event, after the lease source checked the address is the client's |
-/// | INFORM | ACK with options, no lease time, yiaddr 0 |
+/// | INFORM | ACK with options, no lease time, yiaddr 0; silent when ciaddr is 0.0.0.0 |
 /// | BOOTREPLY, no option 53, other types | silent, with the reason |
 ///
 /// Relayed requests whose giaddr is outside the served subnet are ignored. Replies go to the
@@ -312,10 +312,12 @@ pub fn decide<'a, L: LeaseSource + ?Sized>(
 impl<'a, L: LeaseSource + ?Sized> Engine<'a, '_, L> {
     fn event(&self, kind: EventKind, addr: Ipv4Addr) -> Event {
         Event::new(kind, self.req.xid(), self.req.hw_addr(), addr)
+            .with_server_id(self.config.server_id())
     }
 
     fn ignore(&self, reason: IgnoreReason) -> Decision<'a> {
         let addr = match reason {
+            IgnoreReason::AddressConflict(addr) => addr,
             IgnoreReason::OtherServer(_)
             | IgnoreReason::NotClientAddress(_)
             | IgnoreReason::LeaseOutsideSubnet(_) => self
@@ -389,6 +391,7 @@ impl<'a, L: LeaseSource + ?Sized> Engine<'a, '_, L> {
             Ok(lease) => self.reply(MessageType::Offer, lease, EventKind::Offered),
             Err(NoOffer::UnknownClient) => self.ignore(IgnoreReason::UnknownClient),
             Err(NoOffer::Exhausted) => self.ignore(IgnoreReason::PoolExhausted),
+            Err(NoOffer::Conflict(addr)) => self.ignore(IgnoreReason::AddressConflict(addr)),
         }
     }
 
@@ -482,10 +485,12 @@ impl<'a, L: LeaseSource + ?Sized> Engine<'a, '_, L> {
             return self.ignore(IgnoreReason::NoAddress);
         };
         if self.leases.decline(&self.query(), addr) {
-            Decision {
-                reply: None,
-                event: self.event(EventKind::Declined, addr),
+            let mut event = self.event(EventKind::Declined, addr);
+            if let Some(id) = self.req.client_id() {
+                // Allocates, but only for a DECLINE: the embedder needs the identity to act.
+                event = event.with_client_id(id);
             }
+            Decision { reply: None, event }
         } else {
             self.ignore(IgnoreReason::NotClientAddress(addr))
         }
@@ -511,8 +516,13 @@ impl<'a, L: LeaseSource + ?Sized> Engine<'a, '_, L> {
 
     fn inform(&self) -> Decision<'a> {
         let ciaddr = self.req.ciaddr();
+        if ciaddr.is_unspecified() {
+            // RFC 2131 §4.3.5: the ACK goes to ciaddr; without one there is nowhere to send it
+            // (Kea and dnsmasq drop such an INFORM too).
+            return self.ignore(IgnoreReason::NoAddress);
+        }
         let relayed = !self.req.giaddr().is_unspecified();
-        if !relayed && !ciaddr.is_unspecified() && !self.config.subnet().contains(&ciaddr) {
+        if !relayed && !self.config.subnet().contains(&ciaddr) {
             return self.ignore(IgnoreReason::WrongNetwork(ciaddr));
         }
         Decision {
@@ -530,5 +540,7 @@ impl<'a, L: LeaseSource + ?Sized> Engine<'a, '_, L> {
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod robustness;
 #[cfg(test)]
 mod tests;

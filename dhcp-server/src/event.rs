@@ -2,7 +2,10 @@
 //! Kubernetes Events, logs) and for metrics.
 
 use std::fmt;
+use std::io;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::engine::RequestState;
 use crate::hwaddr::HwAddr;
@@ -48,12 +51,22 @@ pub enum IgnoreReason {
     /// mismatch between the lease table and the subnet).
     #[error("lease address {0} is outside the served subnet")]
     LeaseOutsideSubnet(Ipv4Addr),
-    /// A REQUEST, DECLINE or RELEASE that names no address (no option 50, no ciaddr).
+    /// A REQUEST, DECLINE or RELEASE that names no address (no option 50, no ciaddr), or an
+    /// INFORM without ciaddr (its ACK would have nowhere to go).
     #[error("no address in the request")]
     NoAddress,
     /// A DECLINE or RELEASE for an address that is not the client's.
     #[error("{0} is not this client's address")]
     NotClientAddress(Ipv4Addr),
+    /// The client's address is marked in conflict (it declined it, or the embedder said so)
+    /// and the embedder has not cleared it: the server does not offer it again
+    /// ([`StaticLeases::clear_conflict`](crate::StaticLeases::clear_conflict)).
+    #[error("{0} is in conflict and not offered until cleared")]
+    AddressConflict(Ipv4Addr),
+    /// The reply was decided but the socket refused it (e.g. no route to an off-link
+    /// `ciaddr`); counted in [`SEND_ERRORS_TOTAL`](crate::metrics::SEND_ERRORS_TOTAL).
+    #[error("reply could not be sent: {0}")]
+    SendFailed(io::ErrorKind),
     /// The reply does not fit in what the client accepts even without optional options.
     #[error("reply of {needed} bytes exceeds the client's limit of {limit}")]
     ReplyTooLarge {
@@ -66,11 +79,7 @@ pub enum IgnoreReason {
 
 impl IgnoreReason {
     /// Every label, in [`index`](Self::index) order (for pre-registering metrics).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::IgnoreReason::LABELS[0], "malformed");
-    /// ```
-    pub const LABELS: [&'static str; 12] = [
+    pub(crate) const LABELS: [&'static str; 14] = [
         "malformed",
         "not_boot_request",
         "no_message_type",
@@ -83,24 +92,33 @@ impl IgnoreReason {
         "no_address",
         "not_client_address",
         "reply_too_large",
+        "address_conflict",
+        "send_failed",
     ];
 
-    /// A short, stable label for metrics.
+    /// A short, stable label for logs, and the `reason` of the
+    /// [`IGNORED_TOTAL`](crate::metrics::IGNORED_TOTAL) counter.
     ///
     /// ```
-    /// assert_eq!(dhcp_server::IgnoreReason::PoolExhausted.label(), "pool_exhausted");
+    /// use dhcp_server::{Event, EventKind};
+    ///
+    /// // What an embedder logs for every unanswered request.
+    /// fn why_not(event: &Event) -> Option<&'static str> {
+    ///     match event.kind() {
+    ///         EventKind::Ignored(reason) => Some(reason.label()),
+    ///         _ => None,
+    ///     }
+    /// }
+    /// # use dhcp_server::{HwAddr, IgnoreReason};
+    /// let e = Event::new(EventKind::Ignored(IgnoreReason::PoolExhausted), 7, HwAddr::new(1, &[2; 6]), [0; 4].into());
+    /// assert_eq!(why_not(&e), Some("pool_exhausted"));
     /// ```
     pub fn label(&self) -> &'static str {
         Self::LABELS[self.index()]
     }
 
     /// Position of this variant in [`LABELS`](Self::LABELS).
-    ///
-    /// ```
-    /// use dhcp_server::IgnoreReason;
-    /// assert_eq!(IgnoreReason::LABELS[IgnoreReason::NoAddress.index()], "no_address");
-    /// ```
-    pub fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         match self {
             Self::Malformed(_) => 0,
             Self::NotBootRequest => 1,
@@ -114,6 +132,8 @@ impl IgnoreReason {
             Self::NoAddress => 9,
             Self::NotClientAddress(_) => 10,
             Self::ReplyTooLarge { .. } => 11,
+            Self::AddressConflict(_) => 12,
+            Self::SendFailed(_) => 13,
         }
     }
 }
@@ -146,30 +166,24 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every label, in [`index`](Self::index) order.
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::EventKind::LABELS[6], "ignored");
-    /// ```
-    pub const LABELS: [&'static str; 7] = [
+    pub(crate) const LABELS: [&'static str; 7] = [
         "offered", "acked", "nacked", "declined", "released", "informed", "ignored",
     ];
 
-    /// A short, stable label for metrics.
+    /// A short, stable label for logs, and the `event` of the
+    /// [`EVENTS_TOTAL`](crate::metrics::EVENTS_TOTAL) counter: the variant without its data.
     ///
     /// ```
     /// use dhcp_server::{EventKind, RequestState};
     /// assert_eq!(EventKind::Acked(RequestState::Renewing).label(), "acked");
+    /// assert_eq!(EventKind::Acked(RequestState::Selecting).label(), "acked");
     /// ```
     pub fn label(&self) -> &'static str {
         Self::LABELS[self.index()]
     }
 
     /// Position of this variant in [`LABELS`](Self::LABELS).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::EventKind::Informed.index(), 5);
-    /// ```
-    pub fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         match self {
             Self::Offered => 0,
             Self::Acked(_) => 1,
@@ -182,8 +196,14 @@ impl EventKind {
     }
 }
 
-/// One handled request: what was done, for which client, about which address. `Copy` and
-/// fixed-size, so emitting one costs no allocation.
+/// One handled request: what was done, for which client, about which address, on behalf of
+/// which server identifier and when.
+///
+/// Cheap to emit: fixed-size except for [`client_id`](Self::client_id), which only
+/// [`Declined`](EventKind::Declined) events carry (an allocation per DECLINE, none on the
+/// common path). A DECLINE event has everything an embedder needs to act on the conflict: the
+/// declined address ([`addr`](Self::addr)), the client's hardware address and client
+/// identifier, the transaction id, the server identifier and the time.
 ///
 /// ```
 /// use dhcp_server::{Event, EventKind, HwAddr};
@@ -192,21 +212,26 @@ impl EventKind {
 /// assert_eq!(e.to_string(), "offered 10.0.0.5 to 02:00:00:00:00:01 (xid 0x00000007)");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     kind: EventKind,
     xid: u32,
     client: HwAddr,
     addr: Ipv4Addr,
+    server_id: Ipv4Addr,
+    client_id: Option<Arc<[u8]>>,
+    time: Option<SystemTime>,
 }
 
 impl Event {
-    /// An event; `addr` is 0.0.0.0 when no address is involved.
+    /// An event; `addr` is 0.0.0.0 when no address is involved. No server identifier
+    /// (0.0.0.0), client identifier or time: see the `with_*` methods.
     ///
     /// ```
     /// # use dhcp_server::{Event, EventKind, HwAddr, IgnoreReason};
     /// let e = Event::new(EventKind::Ignored(IgnoreReason::NoMessageType), 1, HwAddr::new(1, &[]), [0; 4].into());
     /// assert_eq!(e.xid(), 1);
+    /// assert!(e.server_id().is_unspecified());
     /// ```
     pub fn new(kind: EventKind, xid: u32, client: HwAddr, addr: Ipv4Addr) -> Self {
         Self {
@@ -214,7 +239,55 @@ impl Event {
             xid,
             client,
             addr,
+            server_id: Ipv4Addr::UNSPECIFIED,
+            client_id: None,
+            time: None,
         }
+    }
+    /// Sets the server identifier the request was answered as.
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// let e = Event::new(EventKind::Released, 1, HwAddr::new(1, &[]), [0; 4].into())
+    ///     .with_server_id([10, 0, 0, 1].into());
+    /// assert_eq!(e.server_id().to_string(), "10.0.0.1");
+    /// ```
+    #[must_use]
+    pub fn with_server_id(mut self, server_id: Ipv4Addr) -> Self {
+        self.server_id = server_id;
+        self
+    }
+    /// Sets the client identifier (option 61) the client sent.
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// let e = Event::new(EventKind::Declined, 1, HwAddr::new(1, &[]), [0; 4].into())
+    ///     .with_client_id(&[1, 2, 0, 0, 0, 0, 1]);
+    /// assert_eq!(e.client_id(), Some(&[1, 2, 0, 0, 0, 0, 1][..]));
+    /// ```
+    #[must_use]
+    pub fn with_client_id(mut self, client_id: &[u8]) -> Self {
+        self.client_id = Some(Arc::from(client_id));
+        self
+    }
+    /// Sets when the request was handled.
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// let now = std::time::SystemTime::now();
+    /// let e = Event::new(EventKind::Released, 1, HwAddr::new(1, &[]), [0; 4].into()).with_time(now);
+    /// assert_eq!(e.time(), Some(now));
+    /// ```
+    #[must_use]
+    pub fn with_time(mut self, time: SystemTime) -> Self {
+        self.time = Some(time);
+        self
+    }
+    /// The same event with another kind (e.g. an offer that could not be sent).
+    #[must_use]
+    pub(crate) fn with_kind(mut self, kind: EventKind) -> Self {
+        self.kind = kind;
+        self
     }
     /// What happened.
     ///
@@ -256,6 +329,40 @@ impl Event {
     /// ```
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
+    }
+    /// The server identifier (option 54) the server answered as, from the configuration in
+    /// force for this request; 0.0.0.0 for a datagram that did not parse.
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// # let e = Event::new(EventKind::Released, 9, HwAddr::new(1, &[]), [10, 0, 0, 9].into());
+    /// assert!(e.server_id().is_unspecified());
+    /// ```
+    pub fn server_id(&self) -> Ipv4Addr {
+        self.server_id
+    }
+    /// The client identifier (option 61) of a [`Declined`](EventKind::Declined) event, when
+    /// the client sent one. Other events do not carry it (it would cost an allocation per
+    /// request).
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// # let e = Event::new(EventKind::Released, 9, HwAddr::new(1, &[]), [10, 0, 0, 9].into());
+    /// assert_eq!(e.client_id(), None);
+    /// ```
+    pub fn client_id(&self) -> Option<&[u8]> {
+        self.client_id.as_deref()
+    }
+    /// When the server handled the request (wall clock, read by the server loop). `None` for
+    /// events straight from [`decide`](crate::decide), which reads no clock.
+    ///
+    /// ```
+    /// # use dhcp_server::{Event, EventKind, HwAddr};
+    /// # let e = Event::new(EventKind::Released, 9, HwAddr::new(1, &[]), [10, 0, 0, 9].into());
+    /// assert_eq!(e.time(), None);
+    /// ```
+    pub fn time(&self) -> Option<SystemTime> {
+        self.time
     }
 }
 

@@ -1,27 +1,42 @@
+//! # Layout
+//!
 //! An embeddable, RFC 2131-correct async DHCPv4 server on tokio, with a pure protocol engine.
 //!
-//! # Layout
-//! - [`engine`]: [`decide`], the pure decision function `(request, context, config, leases,
-//!   now) -> Decision`, with [`Context`], [`Decision`], [`Target`] and [`RequestState`]. No IO,
-//!   no clock, no randomness.
-//! - [`request`]: [`Request`], a zero-copy parser of received messages (option overload and
-//!   RFC 3396 split options resolved), [`MessageType`], [`ParseError`].
-//! - [`reply`]: [`Reply`] and its encoding: RFC 2131 Table 3 header, options in parameter
-//!   request list order, size limit (option 57), padding to 300 bytes, [`EncodeError`].
-//! - [`options`]: option codes and the ordered option area of replies.
-//! - [`config`]: [`Config`] (validated and pre-encoded options of a subnet) and
-//!   [`ConfigHandle`], swapped at any time while the server runs.
-//! - [`leases`]: the [`LeaseSource`] trait, [`StaticLeases`] (MAC → address, live-updatable)
-//!   and [`DynamicPool`] (allocation on the `ipam` crate).
-//! - [`transport`]: [`DhcpSocket`], the UDP socket (`SO_BINDTODEVICE`, `SO_BROADCAST`,
-//!   `IP_PKTINFO`, no `SO_REUSEPORT`), bound by the caller.
-//! - [`server`]: [`Server::run`], the receive → decide → send loop, stopped by a
+//! **Naming.** Every type, trait and function is named at the crate root and only there
+//! (`dhcp_server::Config`, `dhcp_server::decide`, ...): the modules that define them are
+//! private. The public modules hold constants and test support: [`metrics`], the names of the
+//! counters and their labels, and `testutil` (feature `testutil`), the reply-invariant
+//! checker shared by the property tests and the fuzz target.
+//!
+//! **Modules**, from the wire inwards:
+//! - `transport`: [`DhcpSocket`] and [`SocketConfig`], the UDP socket (`SO_BINDTODEVICE`,
+//!   `SO_BROADCAST`, `IP_PKTINFO`, no `SO_REUSEPORT`), bound by the caller; datagrams are
+//!   received and sent in batches (`recvmmsg`/`sendmmsg`, the crate's only `unsafe` code).
+//! - `server`: [`Server::run`], the receive → decide → send loop, stopped by a
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken).
-//! - [`event`]: [`Event`]s (offered, acked, nacked, declined, released, informed, ignored).
-//! - [`metrics`]: counter names and the [`Metrics`] handles (the `metrics` facade; no
-//!   recorder is installed by this crate).
-//! - [`hwaddr`]: [`MacAddr`] (normalised lease key) and [`HwAddr`].
-//! - [`error`]: [`Error`], for everything outside the packet path.
+//! - `request`: [`Request`], a zero-copy, tolerant parser of received messages (option
+//!   overload and RFC 3396 split options resolved; malformed non-essential options skipped
+//!   and counted as [`Skips`] by [`Skip`] reason), [`MessageType`], [`ParseError`] and
+//!   [`Area`].
+//! - `engine`: [`decide`], the pure decision function `(request, context, config, leases,
+//!   now) -> Decision`, with [`Context`], [`Decision`], [`Target`] and [`RequestState`]. No
+//!   IO, no clock, no randomness.
+//! - `reply`: [`Reply`] and its encoding (RFC 2131 Table 3 header, options in parameter
+//!   request list order, option 57 size limit, padding to 300 bytes), [`EncodeError`].
+//! - `options` (private): option codes and the fixed-capacity option plan of a reply.
+//! - `config`: [`Config`] (validated and pre-encoded options of a subnet), built with
+//!   [`ConfigBuilder`] from [`LeaseTime`], [`Route`] and [`HostnamePolicy`];
+//!   [`ConfigHandle`], swapped at any time while the server runs.
+//! - `leases`: the [`LeaseSource`] trait (called with a [`Query`], answering with a
+//!   [`Lease`], [`NoOffer`] or [`Confirmation`]), [`StaticLeases`] (MAC → address,
+//!   live-updatable, with address conflicts) and [`DynamicPool`] (allocation on the `ipam`
+//!   crate).
+//! - `event`: [`Event`], [`EventKind`] and [`IgnoreReason`]: what the server did with each
+//!   request.
+//! - [`metrics`]: counter and label names; [`Metrics`], the counter handles (the `metrics`
+//!   facade: this crate installs no recorder).
+//! - `hwaddr`: [`MacAddr`] (normalised lease key) and [`HwAddr`] (`htype` + `chaddr`).
+//! - `error`: [`Error`], for everything outside the packet path.
 //!
 //! # Example
 //! The engine alone, as a test or a bench drives it:
@@ -43,28 +58,28 @@
 //! let decision = decide(&request, &ctx, &config, &mut leases, Instant::now());
 //! assert_eq!(decision.event().kind(), EventKind::Offered);
 //! let mut out = [0u8; 1500];
-//! let len = decision.reply().unwrap().encode(&mut out)?;
+//! let len = decision.reply().expect("an offer").encode(&mut out)?;
 //! assert!(len >= 300);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //! See [`Server`] and the README for a running server.
 #![deny(rustdoc::broken_intra_doc_links)]
 
-pub mod config;
-pub mod engine;
-pub mod error;
-pub mod event;
-pub mod hwaddr;
-pub mod leases;
+mod config;
+mod engine;
+mod error;
+mod event;
+mod hwaddr;
+mod leases;
 pub mod metrics;
-pub mod options;
-pub mod reply;
-pub mod request;
-pub mod server;
-pub mod transport;
+mod options;
+mod reply;
+mod request;
+mod server;
+mod transport;
 
-#[cfg(test)]
-mod testutil;
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;
 
 pub use config::{Config, ConfigBuilder, ConfigHandle, HostnamePolicy, LeaseTime, Route};
 pub use engine::{Context, Decision, RequestState, Target, decide};
@@ -72,9 +87,9 @@ pub use error::Error;
 pub use event::{Event, EventKind, IgnoreReason};
 pub use hwaddr::{HwAddr, MacAddr};
 pub use leases::{Confirmation, DynamicPool, Lease, LeaseSource, NoOffer, Query, StaticLeases};
-pub use metrics::Metrics;
-pub use reply::{EncodeError, MIN_REPLY_LEN, Reply};
-pub use request::{Area, MessageType, ParseError, Request};
+pub use metrics::handles::Metrics;
+pub use reply::{EncodeError, Reply};
+pub use request::{Area, MessageType, ParseError, Request, Skip, Skips};
 pub use server::Server;
 pub use transport::{DhcpSocket, SocketConfig};
 

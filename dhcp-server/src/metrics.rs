@@ -1,181 +1,344 @@
-//! Counters through the `metrics` facade. The library installs no recorder: the embedding
-//! binary does (e.g. a Prometheus exporter), before building the server.
+//! Metric names: the counters the server reports through the `metrics` facade and their
+//! labels. The handles themselves are [`Metrics`](crate::Metrics).
+//!
+//! The library installs no recorder: the embedding binary does (e.g. a Prometheus
+//! exporter), before building the server. Every series exists from the start, at zero, so
+//! dashboards and alerts see it before the first datagram.
+//!
+//! ```
+//! use dhcp_server::metrics::{LABEL_MESSAGE_TYPE, RECEIVED_TOTAL};
+//! use metrics_util::debugging::DebuggingRecorder;
+//!
+//! // A test recorder; a binary would install its exporter globally instead.
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! let counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+//! // ... `Server::with_metrics(counters)` ...
+//!
+//! // Find the series by name and label, as a dashboard query would.
+//! let discovers = snapshotter.snapshot().into_vec().into_iter().find(|(key, ..)| {
+//!     let key = key.key();
+//!     key.name() == RECEIVED_TOTAL
+//!         && key.labels().any(|l| l.key() == LABEL_MESSAGE_TYPE && l.value() == "discover")
+//! });
+//! assert!(discovers.is_some(), "registered before the first datagram");
+//! # drop(counters);
+//! ```
 
-use metrics::{Counter, counter, describe_counter};
+pub(crate) mod handles;
 
-use crate::event::{Event, EventKind, IgnoreReason};
-use crate::request::MessageType;
-
-/// Datagrams received, by `message_type` (`discover` ... `inform`, `other`, `none` for
-/// datagrams without a readable option 53).
+/// Datagrams received, by [`LABEL_MESSAGE_TYPE`]: the DHCP message type, or `other` for
+/// types this server does not know, `none` for datagrams without a readable option 53.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::RECEIVED_TOTAL, "dhcp_server_received_total");
+/// use dhcp_server::metrics::{LABEL_MESSAGE_TYPE, RECEIVED_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(
+///     label_values(RECEIVED_TOTAL, LABEL_MESSAGE_TYPE),
+///     ["ack", "decline", "discover", "inform", "nak", "none", "offer", "other", "release", "request"],
+/// );
 /// ```
 pub const RECEIVED_TOTAL: &str = "dhcp_server_received_total";
-/// Replies sent, by `message_type` (`offer`, `ack`, `nak`).
+
+/// Replies sent, by [`LABEL_MESSAGE_TYPE`].
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::SENT_TOTAL, "dhcp_server_sent_total");
+/// use dhcp_server::metrics::{LABEL_MESSAGE_TYPE, SENT_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(label_values(SENT_TOTAL, LABEL_MESSAGE_TYPE), ["ack", "nak", "offer"]);
 /// ```
 pub const SENT_TOTAL: &str = "dhcp_server_sent_total";
-/// Handled requests, by `event` (see [`EventKind::LABELS`]).
+
+/// Handled requests, by [`LABEL_EVENT`]: the [`EventKind`](crate::EventKind) of each
+/// [`Event`](crate::Event), as [`EventKind::label`](crate::EventKind::label) names it.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::EVENTS_TOTAL, "dhcp_server_events_total");
+/// use dhcp_server::metrics::{EVENTS_TOTAL, LABEL_EVENT};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(
+///     label_values(EVENTS_TOTAL, LABEL_EVENT),
+///     ["acked", "declined", "ignored", "informed", "nacked", "offered", "released"],
+/// );
 /// ```
 pub const EVENTS_TOTAL: &str = "dhcp_server_events_total";
-/// Requests left unanswered, by `reason` (see [`IgnoreReason::LABELS`]).
+
+/// Requests left unanswered, by [`LABEL_REASON`]: the [`IgnoreReason`](crate::IgnoreReason),
+/// as [`IgnoreReason::label`](crate::IgnoreReason::label) names it.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::IGNORED_TOTAL, "dhcp_server_ignored_total");
+/// use dhcp_server::metrics::{IGNORED_TOTAL, LABEL_REASON};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// let reasons = label_values(IGNORED_TOTAL, LABEL_REASON);
+/// assert_eq!(reasons.len(), 14);
+/// assert!(reasons.iter().any(|r| r == "unknown_client"));
+/// assert!(reasons.iter().any(|r| r == "address_conflict"));
 /// ```
 pub const IGNORED_TOTAL: &str = "dhcp_server_ignored_total";
-/// Events dropped because the event channel was full or closed.
+
+/// Events dropped because the event channel was full or closed (no labels).
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::EVENTS_DROPPED_TOTAL, "dhcp_server_events_dropped_total");
+/// use dhcp_server::metrics::{EVENTS_DROPPED_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(unlabelled(EVENTS_DROPPED_TOTAL), 1);
 /// ```
 pub const EVENTS_DROPPED_TOTAL: &str = "dhcp_server_events_dropped_total";
-/// Replies that could not be sent (socket errors).
+
+/// Replies the socket refused (no labels); their events say
+/// [`SendFailed`](crate::IgnoreReason::SendFailed).
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::SEND_ERRORS_TOTAL, "dhcp_server_send_errors_total");
+/// use dhcp_server::metrics::{SEND_ERRORS_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(unlabelled(SEND_ERRORS_TOTAL), 1);
 /// ```
 pub const SEND_ERRORS_TOTAL: &str = "dhcp_server_send_errors_total";
-/// Receive calls that failed.
+
+/// Receive calls that failed (no labels).
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::RECEIVE_ERRORS_TOTAL, "dhcp_server_receive_errors_total");
+/// use dhcp_server::metrics::{RECEIVE_ERRORS_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(unlabelled(RECEIVE_ERRORS_TOTAL), 1);
 /// ```
 pub const RECEIVE_ERRORS_TOTAL: &str = "dhcp_server_receive_errors_total";
 
-/// Label of [`RECEIVED_TOTAL`] and [`SENT_TOTAL`].
+/// Malformed options skipped in requests that were still answered, by [`LABEL_REASON`]: the
+/// [`Skip`](crate::Skip), as [`Skip::label`](crate::Skip::label) names it.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::LABEL_MESSAGE_TYPE, "message_type");
+/// use dhcp_server::metrics::{LABEL_REASON, OPTIONS_SKIPPED_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert_eq!(
+///     label_values(OPTIONS_SKIPPED_TOTAL, LABEL_REASON),
+///     ["bad_length", "bad_overload", "no_end", "truncated"],
+/// );
+/// ```
+pub const OPTIONS_SKIPPED_TOTAL: &str = "dhcp_server_options_skipped_total";
+
+/// The label of [`RECEIVED_TOTAL`] and [`SENT_TOTAL`]: the DHCP message type.
+///
+/// ```
+/// use dhcp_server::metrics::{LABEL_MESSAGE_TYPE, SENT_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// // One series per reply type.
+/// assert!(label_values(SENT_TOTAL, LABEL_MESSAGE_TYPE).contains(&"offer".to_owned()));
 /// ```
 pub const LABEL_MESSAGE_TYPE: &str = "message_type";
-/// Label of [`EVENTS_TOTAL`].
+
+/// The label of [`EVENTS_TOTAL`]: what the server did.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::LABEL_EVENT, "event");
+/// use dhcp_server::metrics::{EVENTS_TOTAL, LABEL_EVENT};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert!(label_values(EVENTS_TOTAL, LABEL_EVENT).contains(&"declined".to_owned()));
 /// ```
 pub const LABEL_EVENT: &str = "event";
-/// Label of [`IGNORED_TOTAL`].
+
+/// The label of [`IGNORED_TOTAL`] and [`OPTIONS_SKIPPED_TOTAL`]: why.
 ///
 /// ```
-/// assert_eq!(dhcp_server::metrics::LABEL_REASON, "reason");
+/// use dhcp_server::metrics::{IGNORED_TOTAL, LABEL_REASON, OPTIONS_SKIPPED_TOTAL};
+/// # use metrics_util::debugging::DebuggingRecorder;
+/// # let recorder = DebuggingRecorder::new();
+/// # let snapshotter = recorder.snapshotter();
+/// # let _counters = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
+/// # let label_values = |name: &str, label: &str| -> Vec<String> {
+/// #     let mut values: Vec<String> = snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .filter_map(|(key, ..)| {
+/// #             key.key().labels().find(|l| l.key() == label).map(|l| l.value().to_owned())
+/// #         })
+/// #         .collect();
+/// #     values.sort();
+/// #     values
+/// # };
+/// # let unlabelled = |name: &str| -> usize {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name && key.key().labels().next().is_none())
+/// #         .count()
+/// # };
+/// assert!(label_values(IGNORED_TOTAL, LABEL_REASON).contains(&"pool_exhausted".to_owned()));
+/// assert!(label_values(OPTIONS_SKIPPED_TOTAL, LABEL_REASON).contains(&"truncated".to_owned()));
 /// ```
 pub const LABEL_REASON: &str = "reason";
-
-const RECEIVED_LABELS: [&str; 10] = [
-    "discover", "offer", "request", "decline", "ack", "nak", "release", "inform", "other", "none",
-];
-const SENT_LABELS: [&str; 3] = ["offer", "ack", "nak"];
-
-/// The server's counters, registered once so the packet path only bumps atomics (no key
-/// lookup per packet). Handles bind to the recorder installed when [`Metrics::new`] runs.
-///
-/// ```
-/// use metrics_util::debugging::DebuggingRecorder;
-///
-/// let recorder = DebuggingRecorder::new();
-/// let snapshotter = recorder.snapshotter();
-/// let metrics = metrics::with_local_recorder(&recorder, dhcp_server::Metrics::new);
-/// // ... give `metrics` to `Server::with_metrics` ...
-/// let names: Vec<String> = snapshotter
-///     .snapshot()
-///     .into_vec()
-///     .into_iter()
-///     .map(|(key, ..)| key.key().name().to_owned())
-///     .collect();
-/// assert!(names.iter().any(|n| n == dhcp_server::metrics::RECEIVED_TOTAL));
-/// ```
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    received: [Counter; 10],
-    sent: [Counter; 3],
-    events: [Counter; 7],
-    ignored: [Counter; 12],
-    events_dropped: Counter,
-    send_errors: Counter,
-    receive_errors: Counter,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Metrics {
-    /// Registers every counter with the current recorder (all series exist from the start,
-    /// at zero).
-    ///
-    /// ```
-    /// let metrics = dhcp_server::Metrics::new(); // no recorder installed: no-op counters
-    /// ```
-    pub fn new() -> Self {
-        describe_counter!(RECEIVED_TOTAL, "DHCP datagrams received, by message type");
-        describe_counter!(SENT_TOTAL, "DHCP replies sent, by message type");
-        describe_counter!(EVENTS_TOTAL, "DHCP requests handled, by outcome");
-        describe_counter!(IGNORED_TOTAL, "DHCP requests left unanswered, by reason");
-        describe_counter!(
-            EVENTS_DROPPED_TOTAL,
-            "server events dropped: channel full or closed"
-        );
-        describe_counter!(SEND_ERRORS_TOTAL, "DHCP replies that could not be sent");
-        describe_counter!(
-            RECEIVE_ERRORS_TOTAL,
-            "failed receive calls on the DHCP socket"
-        );
-        Self {
-            received: RECEIVED_LABELS.map(|l| counter!(RECEIVED_TOTAL, LABEL_MESSAGE_TYPE => l)),
-            sent: SENT_LABELS.map(|l| counter!(SENT_TOTAL, LABEL_MESSAGE_TYPE => l)),
-            events: EventKind::LABELS.map(|l| counter!(EVENTS_TOTAL, LABEL_EVENT => l)),
-            ignored: IgnoreReason::LABELS.map(|l| counter!(IGNORED_TOTAL, LABEL_REASON => l)),
-            events_dropped: counter!(EVENTS_DROPPED_TOTAL),
-            send_errors: counter!(SEND_ERRORS_TOTAL),
-            receive_errors: counter!(RECEIVE_ERRORS_TOTAL),
-        }
-    }
-
-    pub(crate) fn received(&self, message_type: Option<MessageType>) {
-        let i = match message_type {
-            None => 9,
-            Some(MessageType::Other(_)) => 8,
-            Some(t) => usize::from(u8::from(t)) - 1,
-        };
-        self.received[i].increment(1);
-    }
-
-    pub(crate) fn sent(&self, message_type: MessageType) {
-        let i = match message_type {
-            MessageType::Offer => 0,
-            MessageType::Ack => 1,
-            _ => 2,
-        };
-        self.sent[i].increment(1);
-    }
-
-    pub(crate) fn event(&self, event: &Event) {
-        let kind = event.kind();
-        self.events[kind.index()].increment(1);
-        if let EventKind::Ignored(reason) = kind {
-            self.ignored[reason.index()].increment(1);
-        }
-    }
-
-    pub(crate) fn event_dropped(&self) {
-        self.events_dropped.increment(1);
-    }
-
-    pub(crate) fn send_error(&self) {
-        self.send_errors.increment(1);
-    }
-
-    pub(crate) fn receive_error(&self) {
-        self.receive_errors.increment(1);
-    }
-}

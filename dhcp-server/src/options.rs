@@ -8,156 +8,55 @@
 //! directly.
 
 /// DHCP option codes used by this crate (RFC 2132 unless noted).
-///
-/// ```
-/// use dhcp_server::options::code;
-/// assert_eq!([code::ROUTER, code::DNS, code::CLASSLESS_ROUTES], [3, 6, 121]);
-/// ```
-pub mod code {
+pub(crate) mod code {
     /// Pad (0).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::PAD, 0);
-    /// ```
-    pub const PAD: u8 = 0;
+    pub(crate) const PAD: u8 = 0;
     /// Subnet mask (1).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::SUBNET_MASK, 1);
-    /// ```
-    pub const SUBNET_MASK: u8 = 1;
+    pub(crate) const SUBNET_MASK: u8 = 1;
     /// Routers (3).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::ROUTER, 3);
-    /// ```
-    pub const ROUTER: u8 = 3;
+    pub(crate) const ROUTER: u8 = 3;
     /// Domain name servers (6).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::DNS, 6);
-    /// ```
-    pub const DNS: u8 = 6;
+    pub(crate) const DNS: u8 = 6;
     /// Host name (12).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::HOSTNAME, 12);
-    /// ```
-    pub const HOSTNAME: u8 = 12;
+    pub(crate) const HOSTNAME: u8 = 12;
     /// Domain name (15).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::DOMAIN_NAME, 15);
-    /// ```
-    pub const DOMAIN_NAME: u8 = 15;
+    pub(crate) const DOMAIN_NAME: u8 = 15;
     /// Interface MTU (26).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::MTU, 26);
-    /// ```
-    pub const MTU: u8 = 26;
+    pub(crate) const MTU: u8 = 26;
     /// Broadcast address (28).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::BROADCAST, 28);
-    /// ```
-    pub const BROADCAST: u8 = 28;
+    pub(crate) const BROADCAST: u8 = 28;
     /// NTP servers (42).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::NTP, 42);
-    /// ```
-    pub const NTP: u8 = 42;
+    pub(crate) const NTP: u8 = 42;
     /// Requested IP address (50).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::REQUESTED_ADDR, 50);
-    /// ```
-    pub const REQUESTED_ADDR: u8 = 50;
+    pub(crate) const REQUESTED_ADDR: u8 = 50;
     /// IP address lease time (51).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::LEASE_TIME, 51);
-    /// ```
-    pub const LEASE_TIME: u8 = 51;
+    pub(crate) const LEASE_TIME: u8 = 51;
     /// Option overload (52).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::OVERLOAD, 52);
-    /// ```
-    pub const OVERLOAD: u8 = 52;
+    pub(crate) const OVERLOAD: u8 = 52;
     /// DHCP message type (53).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::MESSAGE_TYPE, 53);
-    /// ```
-    pub const MESSAGE_TYPE: u8 = 53;
+    pub(crate) const MESSAGE_TYPE: u8 = 53;
     /// Server identifier (54).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::SERVER_ID, 54);
-    /// ```
-    pub const SERVER_ID: u8 = 54;
+    pub(crate) const SERVER_ID: u8 = 54;
     /// Parameter request list (55).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::PARAMETER_REQUEST_LIST, 55);
-    /// ```
-    pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    pub(crate) const PARAMETER_REQUEST_LIST: u8 = 55;
     /// Message (56), the reason text of a NAK.
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::MESSAGE, 56);
-    /// ```
-    pub const MESSAGE: u8 = 56;
+    pub(crate) const MESSAGE: u8 = 56;
     /// Maximum DHCP message size (57).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::MAX_MESSAGE_SIZE, 57);
-    /// ```
-    pub const MAX_MESSAGE_SIZE: u8 = 57;
+    pub(crate) const MAX_MESSAGE_SIZE: u8 = 57;
     /// Renewal time T1 (58).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::RENEWAL_TIME, 58);
-    /// ```
-    pub const RENEWAL_TIME: u8 = 58;
+    pub(crate) const RENEWAL_TIME: u8 = 58;
     /// Rebinding time T2 (59).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::REBINDING_TIME, 59);
-    /// ```
-    pub const REBINDING_TIME: u8 = 59;
+    pub(crate) const REBINDING_TIME: u8 = 59;
     /// Client identifier (61).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::CLIENT_ID, 61);
-    /// ```
-    pub const CLIENT_ID: u8 = 61;
+    pub(crate) const CLIENT_ID: u8 = 61;
     /// Relay agent information (82, RFC 3046).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::RELAY_AGENT_INFO, 82);
-    /// ```
-    pub const RELAY_AGENT_INFO: u8 = 82;
+    pub(crate) const RELAY_AGENT_INFO: u8 = 82;
     /// Domain search list (119, RFC 3397).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::DOMAIN_SEARCH, 119);
-    /// ```
-    pub const DOMAIN_SEARCH: u8 = 119;
+    pub(crate) const DOMAIN_SEARCH: u8 = 119;
     /// Classless static routes (121, RFC 3442).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::CLASSLESS_ROUTES, 121);
-    /// ```
-    pub const CLASSLESS_ROUTES: u8 = 121;
+    pub(crate) const CLASSLESS_ROUTES: u8 = 121;
     /// End (255).
-    ///
-    /// ```
-    /// assert_eq!(dhcp_server::options::code::END, 255);
-    /// ```
-    pub const END: u8 = 255;
+    pub(crate) const END: u8 = 255;
 }
 
 /// Options never dropped to make a reply fit: without them the reply is useless or violates

@@ -10,11 +10,7 @@ use crate::request::{BOOTREPLY, HEADER_LEN, MAGIC_COOKIE, MessageType, Request};
 
 /// Replies are padded to at least this size: BOOTP's fixed message, below which some relays
 /// and clients (the Linux in-kernel `ip=dhcp` client) drop them (RFC 1542 §2.1).
-///
-/// ```
-/// assert_eq!(dhcp_server::MIN_REPLY_LEN, 300);
-/// ```
-pub const MIN_REPLY_LEN: usize = 300;
+pub(crate) const MIN_REPLY_LEN: usize = 300;
 /// Every client accepts IP datagrams of 576 bytes (RFC 2131 §2), of which IP and UDP take 28.
 const MIN_CLIENT_DATAGRAM: usize = 576;
 const IP_UDP_HEADERS: usize = 28;
@@ -54,8 +50,8 @@ pub enum EncodeError {
 /// Encoding follows RFC 2131 Table 3 for the header (`hops`, `secs`, `siaddr`, `sname`,
 /// `file` zero; `xid`, `flags`, `giaddr`, `htype`, `hlen`, `chaddr` copied) and writes options
 /// in this order: 53, 54, the client's parameter request list order (1 moved before 3 when
-/// both go in), then every other configured option, 82 last, End; then pads to
-/// [`MIN_REPLY_LEN`]. Option 61 and 82 are echoed. Option 3 is left out when the client asked
+/// both go in), then every other configured option, 82 last, End; then pads to 300 bytes
+/// (BOOTP's fixed message size, RFC 1542 §2.1). Option 61 and 82 are echoed. Option 3 is left out when the client asked
 /// for 121 and 121 is configured (RFC 3442). When the client cannot take everything (option 57,
 /// at least 576 bytes, bounded by the configured MTU), the lowest-priority options are
 /// dropped, never 53, 54, 51, 61 or 82.
@@ -340,8 +336,8 @@ impl<'a> Reply<'a> {
         plan
     }
 
-    /// Encodes the reply into `buf` and returns its length (at least [`MIN_REPLY_LEN`], at
-    /// most [`max_len`](Self::max_len)).
+    /// Encodes the reply into `buf` and returns its length (at least 300 bytes, at most
+    /// [`max_len`](Self::max_len)).
     ///
     /// # Errors
     /// [`EncodeError::TooLarge`] when even the required options exceed the client's limit;
@@ -363,7 +359,7 @@ impl<'a> Reply<'a> {
     /// let mut buf = [0u8; 1500];
     /// let len = decision.reply().unwrap().encode(&mut buf)?;
     /// assert_eq!(&buf[..4], &[2, 1, 6, 0]); // BOOTREPLY, Ethernet, hlen 6, hops 0
-    /// assert!(len >= MIN_REPLY_LEN);
+    /// assert!(len >= 300); // padded
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {

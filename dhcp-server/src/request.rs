@@ -19,17 +19,9 @@ pub(crate) const HEADER_LEN: usize = 236;
 /// The DHCP magic cookie (RFC 2131 §3).
 pub(crate) const MAGIC_COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// `op` of a message sent by a client.
-///
-/// ```
-/// assert_eq!(dhcp_server::request::BOOTREQUEST, 1);
-/// ```
-pub const BOOTREQUEST: u8 = 1;
+pub(crate) const BOOTREQUEST: u8 = 1;
 /// `op` of a message sent by a server.
-///
-/// ```
-/// assert_eq!(dhcp_server::request::BOOTREPLY, 2);
-/// ```
-pub const BOOTREPLY: u8 = 2;
+pub(crate) const BOOTREPLY: u8 = 2;
 
 const SNAME: std::ops::Range<usize> = 44..108;
 const FILE: std::ops::Range<usize> = 108..236;
@@ -144,8 +136,10 @@ impl fmt::Display for Area {
     }
 }
 
-/// Why a datagram is not a usable DHCP message. Small and `Copy`: it is produced on the
-/// packet path for every garbage datagram and must not allocate.
+/// Why a datagram is not a usable DHCP message: the parts the server cannot answer without
+/// (the BOOTP header, option 53, the client's identity) do not parse. Small and `Copy`: it is
+/// produced on the packet path for every garbage datagram and must not allocate. Anything else
+/// that is malformed is skipped instead and counted in [`Request::skips`].
 ///
 /// ```
 /// use dhcp_server::{ParseError, Request};
@@ -161,13 +155,13 @@ pub enum ParseError {
         /// Datagram length.
         len: usize,
     },
-    /// `hlen` larger than the 16-byte `chaddr` field.
+    /// `hlen` larger than the 16-byte `chaddr` field: the client's hardware address is unknown.
     #[error("hardware address length {hlen} exceeds 16")]
     BadHardwareLength {
         /// The `hlen` field.
         hlen: u8,
     },
-    /// An option's length runs past the end of its area.
+    /// Option 53 (message type) or 61 (client identifier) runs past the end of its area.
     #[error("option {code} is truncated in the {area} area")]
     TruncatedOption {
         /// The option code.
@@ -175,7 +169,7 @@ pub enum ParseError {
         /// Where it was.
         area: Area,
     },
-    /// A fixed-size option (50, 51, 52, 53, 54, 57) with the wrong length.
+    /// Option 53 with a length other than 1.
     #[error("option {code} has length {len}")]
     BadOptionLength {
         /// The option code.
@@ -183,12 +177,186 @@ pub enum ParseError {
         /// Its (concatenated) length.
         len: usize,
     },
-    /// Option 52 with a value other than 1, 2 or 3.
-    #[error("option overload value {value} is not 1, 2 or 3")]
-    BadOverload {
-        /// The value.
-        value: u8,
-    },
+    /// The datagram was longer than the receive buffer (only the server's transport reports
+    /// this; [`Request::parse`] never does).
+    #[error("datagram truncated by the receive buffer")]
+    Truncated,
+}
+
+/// A malformed option the parser skipped rather than dropping the whole request. Every skip is
+/// counted ([`Request::skips`], and the server's
+/// [`OPTIONS_SKIPPED_TOTAL`](crate::metrics::OPTIONS_SKIPPED_TOTAL) metric).
+///
+/// ```
+/// use dhcp_server::{Request, Skip};
+///
+/// let mut b = vec![0u8; 236];
+/// b[0] = 1;
+/// b.extend([99, 130, 83, 99, 53, 1, 1, 52, 1, 9, 255]); // option 52 = 9: no such overload
+/// let req = Request::parse(&b)?;
+/// assert_eq!(req.skips().count(Skip::BadOverload), 1);
+/// assert_eq!(req.overload(), 0); // `file` and `sname` are not read as options
+/// # Ok::<(), dhcp_server::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Skip {
+    /// A fixed-size option (50, 51, 52, 54 or 57) with the wrong length: treated as absent, so
+    /// a REQUEST whose option 54 or 50 is malformed is handled as one without it (RFC 2131
+    /// §4.3.2 then decides: another client state, or no address and no answer).
+    BadLength,
+    /// Option 52 with a value other than 1, 2 or 3: `file` and `sname` are not read as options.
+    BadOverload,
+    /// An option whose length runs past the end of its area: it, and the rest of that area
+    /// (nothing but the option itself), is ignored.
+    Truncated,
+    /// The options field ends without an End option.
+    NoEnd,
+}
+
+impl Skip {
+    /// Every reason, in [`index`](Self::index) order.
+    pub(crate) const ALL: [Skip; 4] = [
+        Self::BadLength,
+        Self::BadOverload,
+        Self::Truncated,
+        Self::NoEnd,
+    ];
+    /// Every label, in [`index`](Self::index) order (for pre-registering metrics).
+    pub(crate) const LABELS: [&'static str; 4] =
+        ["bad_length", "bad_overload", "truncated", "no_end"];
+
+    /// A short, stable label for logs, and the `reason` of the
+    /// [`OPTIONS_SKIPPED_TOTAL`](crate::metrics::OPTIONS_SKIPPED_TOTAL) counter.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1;
+    /// b.extend([99, 130, 83, 99, 53, 1, 1, 12, 9, b'v', b'm']); // host name cut short
+    /// let skips = dhcp_server::Request::parse(&b)?.skips();
+    /// let reasons: Vec<&str> = skips.iter().map(|(skip, _)| skip.label()).collect();
+    /// assert_eq!(reasons, ["truncated"]);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn label(self) -> &'static str {
+        Self::LABELS[self.index()]
+    }
+
+    /// Position of this reason in [`LABELS`](Self::LABELS).
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::BadLength => 0,
+            Self::BadOverload => 1,
+            Self::Truncated => 2,
+            Self::NoEnd => 3,
+        }
+    }
+}
+
+/// The options skipped in one request, counted by [`Skip`] reason, with the first skipped
+/// option's code for logs. `Copy` and allocation-free.
+///
+/// ```
+/// use dhcp_server::{Request, Skip};
+///
+/// let mut b = vec![0u8; 236];
+/// b[0] = 1;
+/// b.extend([99, 130, 83, 99, 53, 1, 1, 54, 3, 10, 0, 0]); // 54 of length 3, no End
+/// let skips = Request::parse(&b)?.skips();
+/// assert_eq!(skips.count(Skip::BadLength), 1);
+/// assert_eq!(skips.count(Skip::NoEnd), 1);
+/// assert_eq!(skips.total(), 2);
+/// assert_eq!(skips.first_code(), Some(54));
+/// assert_eq!(skips.to_string(), "bad_length x1, no_end x1 (first: option 54)");
+/// # Ok::<(), dhcp_server::ParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skips {
+    counts: [u8; 4],
+    first_code: Option<u8>,
+}
+
+impl Skips {
+    fn record(&mut self, skip: Skip, code: Option<u8>) {
+        let n = &mut self.counts[skip.index()];
+        *n = n.saturating_add(1);
+        if self.first_code.is_none() {
+            self.first_code = code;
+        }
+    }
+
+    /// How many options were skipped for `skip` (saturates at 255).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b.extend([99, 130, 83, 99, 255]);
+    /// let skips = dhcp_server::Request::parse(&b)?.skips();
+    /// assert_eq!(skips.count(dhcp_server::Skip::NoEnd), 0);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn count(&self, skip: Skip) -> u8 {
+        self.counts[skip.index()]
+    }
+
+    /// The number of skips of every reason.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b.extend([99, 130, 83, 99, 255]);
+    /// assert_eq!(dhcp_server::Request::parse(&b)?.skips().total(), 0);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn total(&self) -> usize {
+        self.counts.iter().map(|&n| usize::from(n)).sum()
+    }
+
+    /// Whether nothing was skipped.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b.extend([99, 130, 83, 99, 255]);
+    /// assert!(dhcp_server::Request::parse(&b)?.skips().is_empty());
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.counts == [0; 4]
+    }
+
+    /// The code of the first skipped option (a missing End has none).
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b.extend([99, 130, 83, 99, 57, 1, 9, 255]);
+    /// assert_eq!(dhcp_server::Request::parse(&b)?.skips().first_code(), Some(57));
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn first_code(&self) -> Option<u8> {
+        self.first_code
+    }
+
+    /// Each reason with a non-zero count.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1; b.extend([99, 130, 83, 99, 57, 1, 9, 255]);
+    /// let skips = dhcp_server::Request::parse(&b)?.skips();
+    /// assert_eq!(skips.iter().collect::<Vec<_>>(), [(dhcp_server::Skip::BadLength, 1)]);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (Skip, u8)> + '_ {
+        Skip::ALL
+            .into_iter()
+            .map(|s| (s, self.count(s)))
+            .filter(|&(_, n)| n > 0)
+    }
+}
+
+impl fmt::Display for Skips {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (skip, n)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} x{n}", skip.label())?;
+        }
+        if let Some(code) = self.first_code {
+            write!(f, " (first: option {code})")?;
+        }
+        Ok(())
+    }
 }
 
 /// The options the server looks at, gathered while scanning. Each value is the RFC 3396
@@ -230,23 +398,40 @@ fn append<'a>(slot: &mut Option<Cow<'a, [u8]>>, value: &'a [u8]) {
     }
 }
 
-/// Calls `visit(code, value)` for every option of `area` up to End. Pad is skipped.
-fn scan<'a>(
-    bytes: &'a [u8],
-    area: Area,
-    mut visit: impl FnMut(u8, &'a [u8]),
-) -> Result<(), ParseError> {
+/// How the scan of one area ended.
+struct Scanned {
+    /// The code of an option whose length ran past the end of the area.
+    truncated: Option<u8>,
+    /// Whether an End option closed the area.
+    ended: bool,
+}
+
+/// Calls `visit(code, value)` for every complete option of `area` up to End. Pad is skipped;
+/// an option running past the end of the area stops the scan (there is nothing after it).
+fn scan<'a>(bytes: &'a [u8], mut visit: impl FnMut(u8, &'a [u8])) -> Scanned {
     let mut rest = bytes;
     while let Some((&c, tail)) = rest.split_first() {
         match c {
             code::PAD => rest = tail,
-            code::END => break,
+            code::END => {
+                return Scanned {
+                    truncated: None,
+                    ended: true,
+                };
+            }
             _ => {
-                let truncated = ParseError::TruncatedOption { code: c, area };
-                let (&len, tail) = tail.split_first().ok_or(truncated)?;
+                let Some((&len, tail)) = tail.split_first() else {
+                    return Scanned {
+                        truncated: Some(c),
+                        ended: false,
+                    };
+                };
                 let len = usize::from(len);
                 if tail.len() < len {
-                    return Err(truncated);
+                    return Scanned {
+                        truncated: Some(c),
+                        ended: false,
+                    };
                 }
                 let (value, tail) = tail.split_at(len);
                 visit(c, value);
@@ -254,19 +439,37 @@ fn scan<'a>(
             }
         }
     }
-    Ok(())
+    Scanned {
+        truncated: None,
+        ended: false,
+    }
 }
 
-fn fixed<const N: usize>(code: u8, value: Option<&[u8]>) -> Result<Option<[u8; N]>, ParseError> {
-    value
-        .map(|v| {
-            <[u8; N]>::try_from(v).map_err(|_| ParseError::BadOptionLength { code, len: v.len() })
-        })
-        .transpose()
+/// A fixed-size option's value; a wrong length makes it absent and is counted.
+fn fixed<const N: usize>(code: u8, value: Option<&[u8]>, skips: &mut Skips) -> Option<[u8; N]> {
+    let v = value?;
+    let typed = <[u8; N]>::try_from(v).ok();
+    if typed.is_none() {
+        skips.record(Skip::BadLength, Some(code));
+    }
+    typed
+}
+
+/// Whether a request cannot be answered without this option: the message type and the
+/// client's identity. Everything else is skipped when malformed.
+fn essential(code: u8) -> bool {
+    matches!(code, code::MESSAGE_TYPE | code::CLIENT_ID)
 }
 
 /// A received BOOTP/DHCP message, parsed without copying: header fields and the options the
 /// server uses, with option overload (52) and split options (RFC 3396) resolved.
+///
+/// Parsing is tolerant where RFC 2131 allows it: the request is usable when the BOOTP header,
+/// option 53 and the client's identity (chaddr, option 61) parse. A malformed option that is
+/// not one of those is skipped and counted ([`skips`](Self::skips)): a fixed-size option
+/// (50, 51, 52, 54, 57) with the wrong length is treated as absent, option 52 outside 1–3 as
+/// no overload, an option running past the end of its area is ignored, and a missing End is
+/// accepted.
 ///
 /// ```
 /// use dhcp_server::{MessageType, Request};
@@ -285,6 +488,7 @@ fn fixed<const N: usize>(code: u8, value: Option<&[u8]>) -> Result<Option<[u8; N
 /// assert_eq!(req.xid(), 0x1234_5678);
 /// assert_eq!(req.mac().map(|m| m.to_string()).as_deref(), Some("02:00:00:00:00:01"));
 /// assert_eq!(req.client_id(), Some(&[1, 2, 3][..]));
+/// assert!(req.skips().is_empty());
 /// # Ok::<(), dhcp_server::ParseError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -300,6 +504,7 @@ pub struct Request<'a> {
     client_id: Option<Cow<'a, [u8]>>,
     relay_info: Option<Cow<'a, [u8]>>,
     hostname: Option<Cow<'a, [u8]>>,
+    skips: Skips,
 }
 
 impl<'a> Request<'a> {
@@ -307,8 +512,9 @@ impl<'a> Request<'a> {
     /// options, so no [`message_type`](Self::message_type).
     ///
     /// # Errors
-    /// [`ParseError`] when the header is short, `hlen` exceeds 16, an option runs past its
-    /// area, a fixed-size option has the wrong length, or option 52 is invalid.
+    /// [`ParseError`] when the header is short, `hlen` exceeds 16, or option 53 or 61 is
+    /// truncated, or option 53 does not have length 1. Other malformed options are skipped
+    /// (see [`Request`]).
     ///
     /// ```
     /// use dhcp_server::{ParseError, Request};
@@ -317,6 +523,15 @@ impl<'a> Request<'a> {
     /// bytes[0] = 1;
     /// bytes.extend([99, 130, 83, 99, 53, 4, 1]); // length 4, one byte left
     /// assert!(matches!(Request::parse(&bytes), Err(ParseError::TruncatedOption { code: 53, .. })));
+    ///
+    /// // A truncated host name is only skipped.
+    /// let mut bytes = vec![0u8; 236];
+    /// bytes[0] = 1;
+    /// bytes.extend([99, 130, 83, 99, 53, 1, 1, 12, 9, b'v', b'm']);
+    /// let req = Request::parse(&bytes)?;
+    /// assert_eq!(req.hostname(), None);
+    /// assert_eq!(req.skips().total(), 1);
+    /// # Ok::<(), ParseError>(())
     /// ```
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ParseError> {
         if bytes.len() < HEADER_LEN {
@@ -327,56 +542,103 @@ impl<'a> Request<'a> {
             return Err(ParseError::BadHardwareLength { hlen });
         }
         let mut g = Gathered::default();
+        let mut skips = Skips::default();
         let mut overload: Option<&[u8]> = None;
+        let truncated = |scanned: &Scanned, area, skips: &mut Skips| match scanned.truncated {
+            Some(code) if essential(code) => Err(ParseError::TruncatedOption { code, area }),
+            Some(code) => {
+                skips.record(Skip::Truncated, Some(code));
+                Ok(())
+            }
+            None => Ok(()),
+        };
         if let Some(options) = bytes
             .get(HEADER_LEN..)
             .and_then(|b| b.strip_prefix(&MAGIC_COOKIE[..]))
         {
-            scan(options, Area::Options, |c, v| {
+            let scanned = scan(options, |c, v| {
                 if c == code::OVERLOAD {
                     overload.get_or_insert(v);
                 } else if let Some(slot) = g.slot(c) {
                     append(slot, v);
                 }
-            })?;
+            });
+            truncated(&scanned, Area::Options, &mut skips)?;
+            if scanned.truncated.is_none() && !scanned.ended {
+                skips.record(Skip::NoEnd, None);
+            }
         }
-        let overload = match fixed::<1>(code::OVERLOAD, overload)? {
+        let overload = match fixed::<1>(code::OVERLOAD, overload, &mut skips) {
             None => 0,
             Some([v @ 1..=3]) => v,
-            Some([value]) => return Err(ParseError::BadOverload { value }),
+            Some(_) => {
+                skips.record(Skip::BadOverload, Some(code::OVERLOAD));
+                0
+            }
         };
         // RFC 2131 §4.1: options field first, then `file`, then `sname`.
         if overload & 1 != 0 {
-            scan(&bytes[FILE], Area::File, |c, v| {
+            let scanned = scan(&bytes[FILE], |c, v| {
                 if let Some(slot) = g.slot(c) {
                     append(slot, v);
                 }
-            })?;
+            });
+            truncated(&scanned, Area::File, &mut skips)?;
         }
         if overload & 2 != 0 {
-            scan(&bytes[SNAME], Area::Sname, |c, v| {
+            let scanned = scan(&bytes[SNAME], |c, v| {
                 if let Some(slot) = g.slot(c) {
                     append(slot, v);
                 }
-            })?;
+            });
+            truncated(&scanned, Area::Sname, &mut skips)?;
         }
+        let message_type = match g.message_type.as_deref() {
+            None => None,
+            Some(&[t]) => Some(MessageType::from(t)),
+            Some(v) => {
+                return Err(ParseError::BadOptionLength {
+                    code: code::MESSAGE_TYPE,
+                    len: v.len(),
+                });
+            }
+        };
         Ok(Self {
             bytes,
-            message_type: fixed::<1>(code::MESSAGE_TYPE, g.message_type.as_deref())?
-                .map(|[t]| MessageType::from(t)),
-            server_id: fixed::<4>(code::SERVER_ID, g.server_id.as_deref())?.map(Ipv4Addr::from),
-            requested_addr: fixed::<4>(code::REQUESTED_ADDR, g.requested_addr.as_deref())?
+            message_type,
+            server_id: fixed::<4>(code::SERVER_ID, g.server_id.as_deref(), &mut skips)
                 .map(Ipv4Addr::from),
-            lease_time: fixed::<4>(code::LEASE_TIME, g.lease_time.as_deref())?
+            requested_addr: fixed::<4>(
+                code::REQUESTED_ADDR,
+                g.requested_addr.as_deref(),
+                &mut skips,
+            )
+            .map(Ipv4Addr::from),
+            lease_time: fixed::<4>(code::LEASE_TIME, g.lease_time.as_deref(), &mut skips)
                 .map(u32::from_be_bytes),
-            max_message_size: fixed::<2>(code::MAX_MESSAGE_SIZE, g.max_size.as_deref())?
+            max_message_size: fixed::<2>(code::MAX_MESSAGE_SIZE, g.max_size.as_deref(), &mut skips)
                 .map(u16::from_be_bytes),
             overload,
             prl: g.prl,
             client_id: g.client_id,
             relay_info: g.relay_info,
             hostname: g.hostname,
+            skips,
         })
+    }
+
+    /// The malformed options skipped while parsing, by reason.
+    ///
+    /// ```
+    /// # let mut b = vec![0u8; 236]; b[0] = 1;
+    /// b.extend([99, 130, 83, 99, 53, 1, 3, 50, 2, 10, 0, 255]); // option 50 of length 2
+    /// let req = dhcp_server::Request::parse(&b)?;
+    /// assert_eq!(req.requested_addr(), None); // treated as absent
+    /// assert_eq!(req.skips().count(dhcp_server::Skip::BadLength), 1);
+    /// # Ok::<(), dhcp_server::ParseError>(())
+    /// ```
+    pub fn skips(&self) -> Skips {
+        self.skips
     }
 
     /// The datagram this request was parsed from.
@@ -397,7 +659,7 @@ impl<'a> Request<'a> {
         u32::from_be_bytes(b)
     }
 
-    /// `op`: [`BOOTREQUEST`] from clients and relays.
+    /// `op`: 1 (BOOTREQUEST) from clients and relays; the engine ignores anything else.
     ///
     /// ```
     /// # let mut b = [1, 1, 6, 1, 1, 2, 3, 4, 0, 5, 0x80, 0, 10, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0].to_vec();
@@ -405,7 +667,7 @@ impl<'a> Request<'a> {
     /// # b.extend([99, 130, 83, 99, 53, 1, 3, 54, 4, 10, 0, 0, 1, 50, 4, 10, 0, 0, 9, 51, 4, 0, 0, 14, 16, 57, 2, 5, 220]);
     /// # b.extend([55, 3, 1, 3, 6, 61, 3, 1, 2, 3, 82, 3, 1, 1, 7, 12, 3, b'v', b'm', b'1', 255]);
     /// # let req = dhcp_server::Request::parse(&b)?;
-    /// assert_eq!(req.op(), dhcp_server::request::BOOTREQUEST);
+    /// assert_eq!(req.op(), 1);
     /// # Ok::<(), dhcp_server::ParseError>(())
     /// ```
     pub fn op(&self) -> u8 {
@@ -798,14 +1060,14 @@ impl<'a> Request<'a> {
             .get(HEADER_LEN..)
             .and_then(|b| b.strip_prefix(&MAGIC_COOKIE[..]))
         {
-            // Already validated by `parse`; scanning again cannot fail.
-            let _ = scan(options, Area::Options, &mut visit);
+            // Truncation was dealt with by `parse`: only complete options are visited.
+            scan(options, &mut visit);
         }
         if self.overload & 1 != 0 {
-            let _ = scan(&self.bytes[FILE], Area::File, &mut visit);
+            scan(&self.bytes[FILE], &mut visit);
         }
         if self.overload & 2 != 0 {
-            let _ = scan(&self.bytes[SNAME], Area::Sname, &mut visit);
+            scan(&self.bytes[SNAME], &mut visit);
         }
         out
     }

@@ -11,17 +11,25 @@
 //! namespaced sysctl `net.ipv4.ip_unprivileged_port_start`); `SO_BINDTODEVICE` needs none on
 //! Linux 5.7 and later.
 //!
-//! All of it is safe code: socket2 and nix for the calls, tokio's `UdpSocket` for readiness;
-//! the one control message we send (`IP_PKTINFO`) is laid out by hand below, because nix's
-//! `sendmsg` allocates its control buffer on every call.
+//! Datagrams are received and sent in batches with `recvmmsg`/`sendmmsg` (the private `mmsg`
+//! module, the crate's only `unsafe` code): a receive takes whatever is queued, one datagram
+//! or up to 32, never waiting for more, so batching costs no latency; a single reply goes out
+//! with a plain `sendmsg`. Everything else is safe code: socket2 and nix for the socket
+//! options, tokio's `UdpSocket` for readiness; the one control message we send
+//! (`IP_PKTINFO`) is laid out by hand below, because nix's `sendmsg` allocates its control
+//! buffer on every call.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::{offset_of, size_of};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn, recvmsg, setsockopt, sockopt};
+use nix::sys::socket::{setsockopt, sockopt};
 use socket2::{Domain, MsgHdr, Protocol, SockAddr, SockRef, Socket, Type};
+
+mod mmsg;
+
+pub(crate) use mmsg::{BATCH, Outgoing, RecvBatch, SendBatch};
 
 use crate::engine::Target;
 use crate::error::Error;
@@ -225,6 +233,18 @@ pub(crate) struct Received {
     pub(crate) src: SocketAddrV4,
     pub(crate) ifindex: u32,
     pub(crate) dst: Ipv4Addr,
+    /// Longer than the receive buffer (`MSG_TRUNC`): only a prefix was kept.
+    pub(crate) truncated: bool,
+}
+
+impl Received {
+    pub(crate) const EMPTY: Self = Self {
+        len: 0,
+        src: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        ifindex: 0,
+        dst: Ipv4Addr::UNSPECIFIED,
+        truncated: false,
+    };
 }
 
 impl DhcpSocket {
@@ -381,43 +401,6 @@ impl Destinations {
     }
 }
 
-/// Receives one datagram without blocking (`WouldBlock` when none is queued), with its
-/// interface and destination from `IP_PKTINFO`.
-pub(crate) fn recv(
-    socket: &impl AsRawFd,
-    buf: &mut [u8],
-    control: &mut [u8],
-) -> io::Result<Received> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<SockaddrIn>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(control),
-        MsgFlags::empty(),
-    )?;
-    let src = msg
-        .address
-        .map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |a| {
-            SocketAddrV4::new(a.ip(), a.port())
-        });
-    let (mut ifindex, mut dst) = (0, Ipv4Addr::UNSPECIFIED);
-    // A truncated control buffer only loses the packet info; the datagram stays usable.
-    if let Ok(cmsgs) = msg.cmsgs() {
-        for cmsg in cmsgs {
-            if let ControlMessageOwned::Ipv4PacketInfo(info) = cmsg {
-                ifindex = u32::try_from(info.ipi_ifindex).unwrap_or(0);
-                dst = Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr));
-            }
-        }
-    }
-    Ok(Received {
-        len: msg.bytes,
-        src,
-        ifindex,
-        dst,
-    })
-}
-
 /// Sends `data` to `to` out of interface `ifindex` (0: routing decides) with source address
 /// `source` (0.0.0.0: the kernel picks).
 pub(crate) fn send(
@@ -473,14 +456,14 @@ mod opt {
 // `cmsghdr` (length as a `size_t`, then level and type as `int`s), padded to `size_t`
 // alignment, then an `in_pktinfo`. The assertions make any platform where this does not hold
 // fail to compile instead of sending garbage.
-const WORD: usize = size_of::<usize>();
-const fn align(n: usize) -> usize {
+pub(crate) const WORD: usize = size_of::<usize>();
+pub(crate) const fn align(n: usize) -> usize {
     (n + WORD - 1) & !(WORD - 1)
 }
-const CMSG_DATA: usize = align(size_of::<libc::cmsghdr>());
+pub(crate) const CMSG_DATA: usize = align(size_of::<libc::cmsghdr>());
 const PKTINFO_LEN: usize = size_of::<libc::in_pktinfo>();
 const CMSG_LEN: usize = CMSG_DATA + PKTINFO_LEN;
-const CMSG_SPACE: usize = CMSG_DATA + align(PKTINFO_LEN);
+pub(crate) const CMSG_SPACE: usize = CMSG_DATA + align(PKTINFO_LEN);
 const _: () = {
     assert!(offset_of!(libc::cmsghdr, cmsg_level) == WORD);
     assert!(offset_of!(libc::cmsghdr, cmsg_type) == WORD + 4);
@@ -490,7 +473,7 @@ const _: () = {
 };
 
 /// An `IP_PKTINFO` control message choosing the outgoing interface and source address.
-fn pktinfo(ifindex: u32, source: Ipv4Addr) -> [u8; CMSG_SPACE] {
+pub(crate) fn pktinfo(ifindex: u32, source: Ipv4Addr) -> [u8; CMSG_SPACE] {
     let mut c = [0u8; CMSG_SPACE];
     c[..WORD].copy_from_slice(&CMSG_LEN.to_ne_bytes());
     c[WORD..WORD + 4].copy_from_slice(&libc::IPPROTO_IP.to_ne_bytes());
@@ -530,15 +513,16 @@ mod tests {
         // And the other way: destination and interface come back from IP_PKTINFO.
         peer.send_to(b"ping", SocketAddr::V4(server.local_addr()))
             .unwrap();
-        let mut control = [0u8; 128];
-        let rx = loop {
-            match recv(&server, &mut buf, &mut control) {
-                Ok(rx) => break rx,
+        let mut batch = RecvBatch::new();
+        loop {
+            match batch.recv(&server, BATCH) {
+                Ok(n) => break assert_eq!(n, 1),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
                 Err(e) => panic!("{e}"),
             }
-        };
-        assert_eq!(&buf[..rx.len], b"ping");
+        }
+        let (bytes, rx) = batch.get(0);
+        assert_eq!(bytes, b"ping");
         assert_eq!(rx.dst, Ipv4Addr::LOCALHOST);
         assert_eq!(rx.src, to);
         assert_ne!(rx.ifindex, 0);

@@ -504,7 +504,7 @@ async fn dhclient_gets_the_lease_with_offload_on_and_udp_checksums_off() {
 }
 
 /// What a packet-socket client sees of our replies on the wire (tcpdump in the client
-/// namespace), with TX offload on: a partial checksum by default (spec/dhcp.md §6.5), no
+/// namespace), with TX offload on: a partial checksum by default (`TP_STATUS_CSUMNOTREADY`), no
 /// checksum at all with `udp_checksum(false)`.
 async fn wire_checksum(checksum: bool) -> String {
     let t = Topology::create();

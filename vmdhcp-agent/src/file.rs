@@ -3,6 +3,8 @@
 //! VirtualMachineNetworkConfig documents whose NICs on the pool's network get addresses here,
 //! with `ipam`, the way the controller would allocate them.
 
+use std::hash::Hasher;
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
 use crate::error::Error;
 use crate::metrics;
+use crate::pool::Pool;
 use crate::state::{self, Served};
 
 /// How often the file is checked for changes. Polling the content (not inotify) also follows
@@ -134,25 +137,87 @@ fn allocate(pool: &mut IPPool, cfgs: &[VirtualMachineNetworkConfig]) -> Result<(
     Ok(())
 }
 
-/// Reads and parses `path`.
+/// What the agent remembers of a file's content to notice a change: its length and a 64-bit
+/// `SipHash` of its bytes. Keeping the text itself (two megabytes at 50,000 allocations) only to
+/// compare it once a second would cost more than the lease table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    hash: u64,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        let mut f = Fingerprinter::default();
+        f.write(bytes);
+        f.finish()
+    }
+
+    /// The fingerprint of the file at `path`, read in small chunks (the file is not held in
+    /// memory).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let mut file = std::fs::File::open(path)?;
+        let mut f = Fingerprinter::default();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return Ok(f.finish()),
+                Ok(n) => f.write(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Feeds bytes in any chunking to the same hash: `Hasher::write` of `SipHash` is a stream (the
+/// fingerprints never outlive the process, so the unspecified algorithm of `DefaultHasher` does
+/// not matter).
+#[derive(Default)]
+struct Fingerprinter {
+    len: u64,
+    hasher: std::hash::DefaultHasher,
+}
+
+impl Fingerprinter {
+    fn write(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        self.hasher.write(bytes);
+    }
+
+    fn finish(&self) -> Fingerprint {
+        Fingerprint {
+            len: self.len,
+            hash: self.hasher.finish(),
+        }
+    }
+}
+
+/// Reads and parses `path` into what the agent keeps of the pool; the text and the parsed
+/// documents are dropped before this returns.
 ///
 /// # Errors
 /// [`Error::ReadFile`] or [`Error::BadFile`].
-pub fn load(path: &Path) -> Result<(String, IPPool), Error> {
+pub fn load(path: &Path) -> Result<(Fingerprint, Pool), Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
         path: path.to_owned(),
         source,
     })?;
     let pool = parse(path, &text)?;
-    Ok((text, pool))
+    Ok((Fingerprint::of(text.as_bytes()), Pool::from(&pool)))
 }
 
 /// Follows the file: whenever its content changes, parses and applies it. An unreadable or
-/// invalid version is logged and counted, and the last good table keeps serving.
+/// invalid version is logged and counted, and the last good table keeps serving. Each check
+/// reads the file in chunks to fingerprint it; only a changed file is read whole and parsed.
 pub async fn follow(
     path: PathBuf,
     served: &Served,
-    mut last: String,
+    mut last: Fingerprint,
     options_changed: &Notify,
     stop: CancellationToken,
 ) {
@@ -163,6 +228,16 @@ pub async fn follow(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        let now = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || Fingerprint::read(&path)).await
+        };
+        match now {
+            Ok(Ok(now)) if now == last => continue,
+            // Changed, unreadable, or the blocking pool is shutting down: read it whole below,
+            // which reports the error if there is one.
+            _ => {}
         }
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(text) => text,
@@ -180,11 +255,14 @@ pub async fn follow(
                 continue;
             }
         };
-        if text == last {
+        let read = Fingerprint::of(text.as_bytes());
+        if read == last {
             continue;
         }
-        last.clone_from(&text);
-        match parse(&path, &text).and_then(|pool| {
+        last = read;
+        let parsed = parse(&path, &text).map(|pool| Pool::from(&pool));
+        drop(text);
+        match parsed.and_then(|pool| {
             let name = state::pool_name(&pool);
             served.apply(&pool).map(|applied| (name, applied))
         }) {
@@ -352,5 +430,26 @@ spec:
             .expect_err("9 NICs, 8 free")
             .to_string();
         assert!(err.contains("02:00:00:00:01:08"), "{err}");
+    }
+
+    #[test]
+    fn a_file_read_in_chunks_has_the_fingerprint_of_its_text() {
+        let dir = std::env::temp_dir().join(format!("vmdhcp-agent-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("pool.yaml");
+        // Longer than one chunk and not a multiple of it or of SipHash's 8-byte words.
+        let text = (0..40_000)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        std::fs::write(&file, &text).expect("write");
+        let read = Fingerprint::read(&file).expect("read");
+        assert_eq!(read, Fingerprint::of(text.as_bytes()));
+        let mut changed = text.clone().into_bytes();
+        changed[20_000] ^= 1;
+        assert_ne!(read, Fingerprint::of(&changed));
+        assert_ne!(read, Fingerprint::of(&text.as_bytes()[1..]));
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert!(Fingerprint::read(&file).is_err());
     }
 }

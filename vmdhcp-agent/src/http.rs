@@ -46,26 +46,35 @@ pub fn router(endpoints: Endpoints) -> Router {
     router.with_state(endpoints)
 }
 
-/// Binds `addr` now, so a taken port fails the agent's start rather than a background task,
-/// and returns the server to spawn: it serves `router` until `stop`.
+/// Binds `addr`; port 0 picks a free port (the listener's `local_addr` says which).
 ///
 /// # Errors
 /// [`Error::Http`] when the address cannot be bound.
-pub async fn bind(
-    addr: SocketAddr,
-    router: Router,
-    stop: CancellationToken,
-) -> Result<impl Future<Output = Result<(), Error>>, Error> {
+pub async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Http { addr, source })?;
-    tracing::info!(%addr, "HTTP endpoints listening");
-    Ok(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .map_err(|source| Error::Http { addr, source })
-    })
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, "HTTP endpoints listening");
+    Ok(listener)
+}
+
+/// Serves `router` on `listener` until `stop`.
+///
+/// # Errors
+/// [`Error::Http`] when serving fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+        .map_err(|source| Error::Http { addr, source })
 }
 
 async fn readyz(State(e): State<Endpoints>) -> Response {

@@ -7,6 +7,7 @@ use tracing_subscriber::EnvFilter;
 use vmdhcp_agent::cli::Args;
 
 fn main() -> ExitCode {
+    vmdhcp_agent::memory::tune();
     let args = Args::parse();
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.log_filter()));

@@ -12,6 +12,11 @@ pub const READY: &str = "vmdhcp_agent_ready";
 pub const SYNCS_TOTAL: &str = "vmdhcp_agent_syncs_total";
 /// Watch or file-read failures; the table keeps serving through them.
 pub const SOURCE_ERRORS_TOTAL: &str = "vmdhcp_agent_source_errors_total";
+/// Complete lists of the IPPool: the first sync and every relist after it.
+pub const LISTS_TOTAL: &str = "vmdhcp_agent_lists_total";
+/// Watches the API server ended with `410 Gone` (its resourceVersion is too old, e.g. after an
+/// API server restart or an etcd compaction); each one is followed by a relist.
+pub const WATCH_EXPIRED_TOTAL: &str = "vmdhcp_agent_watch_expired_total";
 /// NTP host names that failed to resolve.
 pub const NTP_RESOLVE_ERRORS_TOTAL: &str = "vmdhcp_agent_ntp_resolve_errors_total";
 
@@ -23,6 +28,14 @@ pub fn describe() {
     describe_counter!(
         SOURCE_ERRORS_TOTAL,
         "Watch or file-read failures (the last table keeps serving)"
+    );
+    describe_counter!(
+        LISTS_TOTAL,
+        "Complete lists of the IPPool (the first sync and every relist)"
+    );
+    describe_counter!(
+        WATCH_EXPIRED_TOTAL,
+        "IPPool watches the API server ended with 410 Gone (each is followed by a relist)"
     );
     describe_counter!(
         NTP_RESOLVE_ERRORS_TOTAL,
@@ -45,6 +58,14 @@ pub(crate) fn sync(applied: bool) {
 
 pub(crate) fn source_error() {
     counter!(SOURCE_ERRORS_TOTAL).increment(1);
+}
+
+pub(crate) fn listed() {
+    counter!(LISTS_TOTAL).increment(1);
+}
+
+pub(crate) fn watch_expired() {
+    counter!(WATCH_EXPIRED_TOTAL).increment(1);
 }
 
 pub(crate) fn ntp_error() {

@@ -72,7 +72,7 @@ mod tests {
     #[tokio::test]
     async fn a_name_that_resolves_reaches_the_config_and_a_failure_keeps_it() {
         let served = Served::new();
-        let mut pool: vmdhcp_api::ippool::IPPool = serde_json::from_value(serde_json::json!({
+        let mut pool: crate::pool::Pool = serde_json::from_value(serde_json::json!({
             "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
             "metadata": {"name": "net-48", "namespace": "default"},
             "spec": {"networkName": "default/net-48", "ipv4Config": {

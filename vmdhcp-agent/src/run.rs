@@ -61,6 +61,8 @@ pub struct Agent {
     pub metrics: Option<PrometheusHandle>,
     /// The state it serves; give a clone to whoever wants to look at it.
     pub served: Arc<Served>,
+    /// `http`, bound early by [`Agent::listen_http`].
+    http_listener: Option<tokio::net::TcpListener>,
 }
 
 impl Agent {
@@ -74,7 +76,29 @@ impl Agent {
             ntp_refresh: Duration::from_secs(300),
             metrics: None,
             served: Arc::new(Served::new()),
+            http_listener: None,
         }
+    }
+
+    /// Binds the HTTP endpoints' address (`http`) now rather than in [`Agent::run`], and
+    /// returns the bound address: with port 0 the caller learns which port was picked.
+    /// `None` when `http` is `None`.
+    ///
+    /// # Errors
+    /// [`Error::Http`] when the address cannot be bound.
+    pub async fn listen_http(&mut self) -> Result<Option<SocketAddr>, Error> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        let listener = match self.http_listener.take() {
+            Some(listener) => listener,
+            None => http::listen(addr).await?,
+        };
+        let bound = listener
+            .local_addr()
+            .map_err(|source| Error::Http { addr, source })?;
+        self.http_listener = Some(listener);
+        Ok(Some(bound))
     }
 
     /// Runs until `stop` is cancelled.
@@ -91,6 +115,7 @@ impl Agent {
             ntp_refresh,
             metrics: prometheus,
             served,
+            http_listener,
         } = self;
         metrics::describe();
         metrics::ready(false);
@@ -105,7 +130,11 @@ impl Agent {
                 metrics: prometheus,
                 cache_dump,
             });
-            tasks.spawn(http::bind(addr, router, stop.clone()).await?);
+            let listener = match http_listener {
+                Some(listener) => listener,
+                None => http::listen(addr).await?,
+            };
+            tasks.spawn(http::serve(listener, router, stop.clone()));
         }
         start_source(source, &mut tasks, &served, &ready, &options_changed, &stop)?;
 
@@ -167,15 +196,16 @@ fn start_source(
     let (served, notify, stop) = (served.clone(), options_changed.clone(), stop.clone());
     match source {
         Source::File(path) => {
-            let (text, pool) = file::load(&path)?;
+            let (fingerprint, pool) = file::load(&path)?;
             let applied = served.apply(&pool)?;
             state::log_applied(&state::pool_name(&pool), &applied);
+            drop(pool);
             metrics::sync(true);
             ready.store(true, Ordering::Release);
             metrics::ready(true);
             tracing::info!(file = %path.display(), leases = served.leases().len(), "loaded");
             tasks.spawn(async move {
-                file::follow(path, &served, text, &notify, stop).await;
+                file::follow(path, &served, fingerprint, &notify, stop).await;
                 Ok(())
             });
         }

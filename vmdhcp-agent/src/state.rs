@@ -1,21 +1,24 @@
 //! What the agent serves right now: the lease table and the DHCP configuration, shared with
-//! the running server, plus what they were built from. Both modes (Kubernetes and file) feed
-//! every IPPool they see into [`Served::apply`]; an IPPool that cannot be served is reported
-//! and the previous table keeps serving.
+//! the running server, plus the options they were built from. Both modes (Kubernetes and
+//! file) feed every IPPool they see into [`Served::apply`]; an IPPool that cannot be served is
+//! reported and the previous table keeps serving. The IPPool itself is not kept, nor a copy of
+//! the table: the server's [`StaticLeases`] is the one lease table, and the rest of the agent
+//! reads it from there.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use dhcp_server::{ConfigHandle, StaticLeases};
+use kube::Resource;
 use tokio::sync::watch;
 use vmdhcp_api::convert::LeaseOptions;
-use vmdhcp_api::ippool::IPPool;
 
 use crate::error::Error;
-use crate::metrics;
 use crate::options::{self, Resolved};
+use crate::pool::Pool;
 use crate::table::{Changes, Skipped, Table};
+use crate::{memory, metrics};
 
 /// The agent's served state. Cheap to share (`Arc` it).
 #[derive(Debug)]
@@ -28,10 +31,8 @@ pub struct Served {
 
 #[derive(Debug, Default)]
 struct Inner {
-    table: Table,
     options: Option<LeaseOptions>,
     ntp: Resolved,
-    pool: Option<IPPool>,
 }
 
 /// What one [`Served::apply`] did.
@@ -89,17 +90,12 @@ impl Served {
 
     /// The table being served.
     pub fn table(&self) -> Table {
-        self.lock().table.clone()
+        Table::served_by(&self.leases)
     }
 
     /// The options being served, if any.
     pub fn options(&self) -> Option<LeaseOptions> {
         self.lock().options.clone()
-    }
-
-    /// The last applied IPPool.
-    pub fn pool(&self) -> Option<IPPool> {
-        self.lock().pool.clone()
     }
 
     /// NTP host names of the current options.
@@ -113,11 +109,13 @@ impl Served {
 
     /// Serves `pool`: its options become the configuration of the next reply and its
     /// allocations the lease table, swapped in at once. A paused pool serves no leases.
+    /// Memory the allocator holds free afterwards (what parsing the pool used) goes back to
+    /// the system.
     ///
     /// # Errors
     /// When the spec cannot be served (bad CIDR or server IP, or options `dhcp-server`
     /// rejects); nothing changes then.
-    pub fn apply(&self, pool: &IPPool) -> Result<Applied, Error> {
+    pub fn apply(&self, pool: &Pool) -> Result<Applied, Error> {
         let name = pool_name(pool);
         let opts =
             LeaseOptions::from_spec(&pool.spec.ipv4_config).map_err(|source| Error::Pool {
@@ -133,9 +131,9 @@ impl Served {
         let (table, skipped) = if paused {
             (Table::default(), Vec::new())
         } else {
-            Table::from_pool(pool)
+            Table::new(&pool.allocations, &pool.spec.ipv4_config.cidr)
         };
-        let changes = inner.table.diff(&table);
+        let changes = Table::served_by(&self.leases).diff(&table);
         self.store_config(config);
         table.install(&self.leases);
         let ignored = opts
@@ -143,10 +141,11 @@ impl Served {
             .iter()
             .map(|i| (i.field.clone(), i.value.clone()))
             .collect();
-        inner.table = table;
         inner.options = Some(opts);
-        inner.pool = Some(pool.clone());
-        metrics::leases(inner.table.len());
+        metrics::leases(table.len());
+        drop(table);
+        drop(inner);
+        memory::release_free();
         Ok(Applied {
             changes,
             skipped,
@@ -157,12 +156,12 @@ impl Served {
 
     /// Stops serving any lease (the IPPool was deleted). The configuration stays.
     pub fn clear(&self) -> Changes {
-        let mut inner = self.lock();
-        let changes = inner.table.diff(&Table::default());
-        inner.table = Table::default();
-        inner.pool = None;
+        let inner = self.lock();
+        let changes = Table::served_by(&self.leases).diff(&Table::default());
         Table::default().install(&self.leases);
         metrics::leases(0);
+        drop(inner);
+        memory::release_free();
         changes
     }
 
@@ -205,12 +204,13 @@ impl Served {
     }
 }
 
-/// `<namespace>/<name>` of a pool, for messages.
-pub fn pool_name(pool: &IPPool) -> String {
+/// `<namespace>/<name>` of a pool (an IPPool or a [`Pool`]), for messages.
+pub fn pool_name(pool: &impl Resource) -> String {
+    let meta = pool.meta();
     format!(
         "{}/{}",
-        pool.metadata.namespace.as_deref().unwrap_or("default"),
-        pool.metadata.name.as_deref().unwrap_or("")
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or("")
     )
 }
 
@@ -242,7 +242,7 @@ mod tests {
     use dhcp_server::MacAddr;
     use serde_json::json;
 
-    fn pool(dns: &str, allocated: &serde_json::Value) -> IPPool {
+    fn pool(dns: &str, allocated: &serde_json::Value) -> Pool {
         serde_json::from_value(json!({
             "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
             "metadata": {"name": "net-48", "namespace": "default"},

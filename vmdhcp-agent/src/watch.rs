@@ -1,30 +1,36 @@
 //! Kubernetes mode's source: a kube-runtime watcher on the one IPPool. The initial list fills
 //! the lease table (upstream ignored it and served nothing after a restart until the pool
 //! happened to change), every later version replaces it, and a failing watch never touches
-//! it: the watcher reconnects with backoff while the last table keeps serving.
+//! it: the watcher reconnects while the last table keeps serving.
+//!
+//! Retries wait [`vmdhcp_api::runtime::watch_backoff`] (0.5 s doubling to 4 s, plus jitter), not
+//! kube-runtime's default that grows to 30 s, and a `410 Gone` restarts them from the minimum
+//! (see [`vmdhcp_api::runtime::retry_delay`]). A restarted API server answers a watch from the old resourceVersion
+//! with 410, so an IPPool edit made right after the restart reaches the next reply within
+//! seconds, where kube-runtime's default took more than a minute.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
-use vmdhcp_api::ippool::IPPool;
+use vmdhcp_api::runtime::{is_expired, retrying};
 
 use crate::error::Error;
 use crate::metrics;
+use crate::pool::Pool;
 use crate::state::{self, Served};
 
 /// What to do with the served state after a watcher event. Pure: see [`Sync::handle`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Serve this version of the pool.
-    Apply(Box<IPPool>),
+    Apply(Box<Pool>),
     /// A complete list came back and this version of the pool is in it: serve it and count
     /// the agent as synced.
-    ApplyListed(Box<IPPool>),
+    ApplyListed(Box<Pool>),
     /// A complete list came back without the pool: keep serving what we have, say so.
     Missing,
     /// The pool was deleted: stop answering.
@@ -37,7 +43,7 @@ pub enum Action {
 pub struct Sync {
     name: String,
     /// The pool found so far by the initial list in progress, if any.
-    listed: Option<IPPool>,
+    listed: Option<Pool>,
 }
 
 impl Sync {
@@ -51,7 +57,7 @@ impl Sync {
 
     /// The action an event calls for, if any. Events about other objects are ignored (the
     /// watch is filtered by name; this guards against a server that ignores the selector).
-    pub fn handle(&mut self, event: Event<IPPool>) -> Option<Action> {
+    pub fn handle(&mut self, event: Event<Pool>) -> Option<Action> {
         match event {
             Event::Init => {
                 self.listed = None;
@@ -73,7 +79,7 @@ impl Sync {
         }
     }
 
-    fn is_ours(&self, pool: &IPPool) -> bool {
+    fn is_ours(&self, pool: &Pool) -> bool {
         pool.metadata.name.as_deref() == Some(self.name.as_str())
     }
 }
@@ -85,13 +91,21 @@ pub fn perform(action: Action, served: &Served, ready: &AtomicBool, pool_ref: &s
         Action::Apply(pool) => apply(&pool, served),
         Action::ApplyListed(pool) => {
             let applied = apply(&pool, served);
-            if applied && !ready.swap(true, Ordering::AcqRel) {
-                metrics::ready(true);
-                tracing::info!(
-                    pool = pool_ref,
-                    leases = served.leases().len(),
-                    "first sync complete"
-                );
+            if applied {
+                if ready.swap(true, Ordering::AcqRel) {
+                    tracing::info!(
+                        pool = pool_ref,
+                        leases = served.leases().len(),
+                        "IPPool listed again; serving the listed version"
+                    );
+                } else {
+                    metrics::ready(true);
+                    tracing::info!(
+                        pool = pool_ref,
+                        leases = served.leases().len(),
+                        "first sync complete"
+                    );
+                }
             }
             applied
         }
@@ -115,7 +129,7 @@ pub fn perform(action: Action, served: &Served, ready: &AtomicBool, pool_ref: &s
     }
 }
 
-fn apply(pool: &IPPool, served: &Served) -> bool {
+fn apply(pool: &Pool, served: &Served) -> bool {
     let name = state::pool_name(pool);
     match served.apply(pool) {
         Ok(applied) => {
@@ -132,7 +146,11 @@ fn apply(pool: &IPPool, served: &Served) -> bool {
 }
 
 /// Watches `namespace/name` until `stop`, feeding `served`. `options_changed` is notified
-/// after every applied version (the NTP resolver listens).
+/// after every applied version (the NTP resolver listens). Failed attempts are retried after
+/// [`vmdhcp_api::runtime::retry_delay`].
+///
+/// The watcher reads IPPools as [`Pool`]s (name, spec, parsed allocations; no managedFields)
+/// and keeps no store: the one object it passes on is dropped once its table is served.
 pub async fn follow(
     client: Client,
     namespace: &str,
@@ -142,9 +160,9 @@ pub async fn follow(
     options_changed: &tokio::sync::Notify,
     stop: CancellationToken,
 ) {
-    let api: Api<IPPool> = Api::namespaced(client, namespace);
+    let api: Api<Pool> = Api::namespaced(client, namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher::watcher(api, config).default_backoff().boxed();
+    let mut events = std::pin::pin!(retrying(watcher::watcher(api, config)));
     let mut sync = Sync::new(name);
     let pool_ref = format!("{namespace}/{name}");
     loop {
@@ -154,19 +172,30 @@ pub async fn follow(
         };
         match next {
             Some(Ok(event)) => {
+                if matches!(event, Event::InitDone) {
+                    metrics::listed();
+                }
                 if let Some(action) = sync.handle(event)
                     && perform(action, served, ready, &pool_ref)
                 {
                     options_changed.notify_one();
                 }
             }
-            Some(Err(e)) => {
+            Some(Err(error)) if is_expired(&error) => {
+                metrics::watch_expired();
+                tracing::info!(
+                    pool = %pool_ref,
+                    error = %error,
+                    "IPPool watch expired (410 Gone); listing the pool again"
+                );
+            }
+            Some(Err(error)) => {
                 metrics::source_error();
                 tracing::warn!(
                     pool = %pool_ref,
-                    error = %e,
+                    error = %error,
                     leases = served.leases().len(),
-                    "IPPool watch failed; retrying with backoff, serving the last table"
+                    "IPPool watch failed; retrying, serving the last table"
                 );
             }
             None => return,

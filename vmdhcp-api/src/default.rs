@@ -1,4 +1,4 @@
-//! IPPool defaulting: what the mutating webhook does on CREATE (spec/upstream.md §5.2).
+//! IPPool defaulting: what the mutating webhook does on CREATE, as upstream's mutator.
 //!
 //! Same decisions and messages as upstream; the one change is the patch: upstream emits
 //! `replace` operations, which fail when the request omits the key. We emit `add`, which on an
@@ -23,7 +23,9 @@ use crate::ippool::{IPPool, Pool};
 /// - `pool.start`: network + 1; `pool.end`: broadcast − 1.
 ///
 /// Operations, in upstream's order: `add /spec/ipv4Config/pool` (the whole pool object,
-/// exclusions kept) when the range changed, then `add /spec/ipv4Config/serverIP`.
+/// exclusions kept, an empty exclusion list dropped as upstream) when the range changed, then
+/// `add /spec/ipv4Config/serverIP`. Nothing else is touched: `leaseTime`, `domainName`, … keep
+/// their values, zero or not.
 ///
 /// # Errors
 /// [`Error::InvalidCidr`]; [`Error::InvalidIp`] for an unparsable exclusion;
@@ -59,7 +61,10 @@ pub fn default_ippool(pool: &IPPool) -> Result<Patch, Error> {
     let mut ops = Vec::new();
     if let Some(range) = range {
         let mut value = json!({ "start": range.start, "end": range.end });
-        if let Some(exclude) = range.exclude {
+        // An empty list is left out, as Go's `omitempty` did in upstream's patch: stored
+        // without the key, exclusions can still be added later (the CRD freezes the list
+        // once it is present).
+        if let Some(exclude) = range.exclude.filter(|e| !e.is_empty()) {
             value["exclude"] = json!(exclude);
         }
         ops.push(add(&["spec", "ipv4Config", "pool"], value));
@@ -180,7 +185,7 @@ mod tests {
     }
 
     #[rstest]
-    // Upstream's mutator table (§5.2).
+    // Upstream's mutator tests.
     #[case::no_router_all_undefined(
         pool("192.168.0.0/24", "", None, ("", ""), None),
         patch(Some(json!({"start": "192.168.0.1", "end": "192.168.0.254"})), Some("192.168.0.1")))]
@@ -206,6 +211,9 @@ mod tests {
     #[case::excludes_kept_in_pool_patch(
         pool("10.0.0.0/24", "10.0.0.1", None, ("", "10.0.0.20"), Some(&["10.0.0.5"])),
         patch(Some(json!({"start": "10.0.0.1", "end": "10.0.0.20", "exclude": ["10.0.0.5"]})), None))]
+    #[case::empty_exclude_dropped_as_upstream(
+        pool("10.0.0.0/24", "10.0.0.1", None, ("", ""), Some(&[])),
+        patch(Some(json!({"start": "10.0.0.1", "end": "10.0.0.254"})), None))]
     #[case::unparsable_server_is_replaced(
         pool("10.0.0.0/24", "nope", None, ("10.0.0.10", "10.0.0.20"), None),
         patch(None, Some("10.0.0.1")))]
@@ -262,5 +270,25 @@ mod tests {
         }))
         .unwrap();
         assert!(default_ippool(&patched).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn zero_values_are_left_as_written() {
+        // Upstream accepted these and treats them as unset; defaulting must not touch them.
+        let mut doc = json!({"spec": {"networkName": "default/net", "ipv4Config": {
+            "cidr": "10.0.0.0/29", "leaseTime": 0, "domainName": "", "dns": [],
+            "pool": {"exclude": []}}}});
+        let input: IPPool = serde_json::from_value(json!({
+            "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
+            "metadata": {"name": "net"}, "spec": doc["spec"].clone()
+        }))
+        .unwrap();
+        json_patch::patch(&mut doc, &default_ippool(&input).unwrap()).unwrap();
+        assert_eq!(
+            doc,
+            json!({"spec": {"networkName": "default/net", "ipv4Config": {
+                "cidr": "10.0.0.0/29", "serverIP": "10.0.0.1", "leaseTime": 0, "domainName": "",
+                "dns": [], "pool": {"start": "10.0.0.1", "end": "10.0.0.6"}}}})
+        );
     }
 }

@@ -53,19 +53,24 @@ pub fn refresh_ipv4(status: &mut IPPoolStatus, spec: &IPv4Config, pool: &ipam::P
     v4.used = used;
     v4.available = available;
     let in_range = |s: &str| s.parse::<Ipv4Addr>().is_ok_and(|ip| pool.in_range(ip));
-    let mut mark = |ip: &str, value: &str| {
+    // The mark each address ends with, decided before anything is written: an address that is
+    // both reserved (server or router in the range) and excluded ends EXCLUDED, as upstream's
+    // final state has it. Writing RESERVED and then EXCLUDED would report a change on every
+    // call and make every pass write the status.
+    let mut marks: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for reserved in std::iter::once(spec.server_ip.as_str()).chain(spec.router.as_deref()) {
+        if in_range(reserved) {
+            marks.insert(reserved, MARK_RESERVED);
+        }
+    }
+    for exclude in spec.pool.excludes() {
+        marks.insert(exclude, MARK_EXCLUDED);
+    }
+    for (ip, value) in marks {
         if v4.allocated.get(ip).map(String::as_str) != Some(value) {
             v4.allocated.insert(ip.to_owned(), value.to_owned());
             changed = true;
         }
-    };
-    for reserved in std::iter::once(spec.server_ip.as_str()).chain(spec.router.as_deref()) {
-        if in_range(reserved) {
-            mark(reserved, MARK_RESERVED);
-        }
-    }
-    for exclude in spec.pool.excludes() {
-        mark(exclude, MARK_EXCLUDED);
     }
     changed
 }
@@ -142,6 +147,23 @@ mod tests {
         );
         // Router 10.0.0.1 is outside the range: no mark; 11 addresses - server - .15 = 9 free.
         assert_eq!((v4.used, v4.available), (0, 9));
+    }
+
+    #[test]
+    fn an_excluded_router_in_the_range_settles_as_excluded() {
+        let p = pool().with_router("10.0.0.11").with_exclude(&["10.0.0.11"]);
+        let ipam = crate::convert::to_ipam_pool(&p).unwrap();
+        let mut status = IPPoolStatus::default();
+        assert!(refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam));
+        let v4 = status.ipv4.as_ref().unwrap();
+        assert_eq!(
+            v4.allocated.get("10.0.0.11").map(String::as_str),
+            Some("EXCLUDED")
+        );
+        assert!(
+            !refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam),
+            "a second pass changes nothing (no status write loop)"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The agent Pod of an IPPool, exactly as upstream builds it (spec/upstream.md §3.4), and the
-//! pure checks on a running one (§3.3 `MonitorAgent`, plus node-loss replacement).
+//! The agent Pod of an IPPool, exactly as upstream builds it, and the pure checks on a running
+//! one (upstream's `MonitorAgent`, plus node-loss replacement).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

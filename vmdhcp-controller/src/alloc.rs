@@ -159,10 +159,21 @@ pub fn release(pool: &mut IPPool, alloc: &mut Allocator, ip: Ipv4Addr, mac: &Mac
         .is_some_and(|s| vmdhcp_api::status::release_allocation(s, ip))
 }
 
-/// Rebuilt allocators by pool, valid while the pool's UID and `resourceVersion` match.
+/// Rebuilt allocators by pool, valid while the pool's UID and `resourceVersion` match; and,
+/// for lookups against the watch cache's copy of a pool, an index of that version's
+/// allocations by MAC.
 #[derive(Debug, Default)]
 pub struct Allocators {
     pools: HashMap<(String, String), Cached>,
+    views: HashMap<(String, String), View>,
+}
+
+/// The allocations of one version of a pool, by MAC.
+#[derive(Debug)]
+struct View {
+    uid: String,
+    resource_version: String,
+    macs: HashMap<MacAddr, Ipv4Addr>,
 }
 
 #[derive(Debug)]
@@ -206,21 +217,51 @@ impl Allocators {
         }
     }
 
-    /// The address `mac` holds in the cached allocator of `pool`, when that allocator is
-    /// current for `pool` as given.
-    pub fn address_of(&self, pool: &IPPool, mac: &MacAddr) -> Option<Ipv4Addr> {
-        self.pools
-            .get(&key(pool))
-            .filter(|c| {
-                Some(&c.uid) == pool.metadata.uid.as_ref()
-                    && Some(&c.resource_version) == pool.metadata.resource_version.as_ref()
-            })
-            .and_then(|c| c.alloc.address_of(mac))
+    /// The address `mac` holds in `pool` as given (typically the watch cache's copy): from the
+    /// cached allocator when it is current for that version, else from an index of that
+    /// version's allocations, built once per version. Lets a controller that restarts over
+    /// thousands of allocated vmnetcfgs confirm each of them without an API call, and without
+    /// throwing away an allocator that is newer than the cache.
+    pub fn held_in(&mut self, pool: &IPPool, mac: &MacAddr) -> Option<Ipv4Addr> {
+        let (uid, rv) = (
+            pool.metadata.uid.as_ref()?,
+            pool.metadata.resource_version.as_ref()?,
+        );
+        let key = key(pool);
+        if let Some(c) = self.pools.get(&key)
+            && c.uid == *uid
+            && c.resource_version == *rv
+        {
+            return c.alloc.address_of(mac);
+        }
+        let current = self
+            .views
+            .get(&key)
+            .is_some_and(|v| v.uid == *uid && v.resource_version == *rv);
+        if !current {
+            // A status that does not rebuild has no answer here; the writer reports why.
+            let macs = vmdhcp_api::convert::allocations(pool)
+                .ok()?
+                .into_iter()
+                .filter_map(|(ip, m)| m.parse().ok().map(|m| (m, ip)))
+                .collect();
+            self.views.insert(
+                key.clone(),
+                View {
+                    uid: uid.clone(),
+                    resource_version: rv.clone(),
+                    macs,
+                },
+            );
+        }
+        self.views.get(&key).and_then(|v| v.macs.get(mac).copied())
     }
 
     /// Forgets `pool` (deleted or paused).
     pub fn forget(&mut self, namespace: &str, name: &str) {
-        self.pools.remove(&(namespace.to_owned(), name.to_owned()));
+        let key = (namespace.to_owned(), name.to_owned());
+        self.pools.remove(&key);
+        self.views.remove(&key);
     }
 }
 
@@ -387,18 +428,31 @@ mod tests {
         cache.put(&p, ipam);
         assert_eq!(cache.take(&p).expect("cached").ipam.used(), 1);
         cache.put(&p, Allocator::rebuild(&p).expect("rebuilds"));
+        let mac: MacAddr = "aa:aa:aa:aa:aa:01".parse().expect("mac");
         assert_eq!(
-            cache.address_of(&p, &"aa:aa:aa:aa:aa:01".parse().expect("mac")),
+            cache.held_in(&p, &mac),
             Some(ip("192.168.48.82")),
             "a reconcile with nothing to change needs no API call"
         );
         // Someone else wrote the pool: the status, not the cache, is the truth.
         let mut theirs = pool(&json!({}));
         theirs.metadata.resource_version = Some("9".into());
+        assert_eq!(cache.held_in(&theirs, &mac), None);
+        let mut moved = pool(&json!({"192.168.48.85": "AA:AA:AA:AA:AA:01"}));
+        moved.metadata.resource_version = Some("10".into());
         assert_eq!(
-            cache.address_of(&theirs, &"aa:aa:aa:aa:aa:01".parse().expect("mac")),
-            None
+            cache.held_in(&moved, &mac),
+            Some(ip("192.168.48.85")),
+            "answered from that version's status"
+        );
+        assert_eq!(
+            cache.held_in(&p, &mac),
+            Some(ip("192.168.48.82")),
+            "looking at another version did not throw away the allocator this process wrote"
         );
         assert_eq!(cache.take(&theirs).expect("rebuilt").ipam.used(), 0);
+        let mut unknown = p.clone();
+        unknown.metadata.resource_version = None;
+        assert_eq!(cache.held_in(&unknown, &mac), None, "no version, no answer");
     }
 }

@@ -1,8 +1,10 @@
-//! Command-line flags: upstream's names and environment variables (spec §8), plus
-//! `--metrics-bind` and the agent replacement grace period.
+//! Command-line flags: upstream's names and environment variables, plus `--metrics-bind`, the
+//! agent replacement grace period and the leader-election identity and durations (upstream
+//! read those from the environment only).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use vmdhcp_api::image::ImageRef;
@@ -69,9 +71,43 @@ pub struct Args {
     #[arg(long, default_value_t = 300)]
     pub agent_node_grace_secs: u64,
 
+    /// At most this many allocations and releases of one IPPool go into one status write
+    /// (1: one write per NIC). NICs waiting for a pool's writer are written together.
+    #[arg(long, default_value_t = crate::pool_batch::DEFAULT_MAX, value_parser = batch_size)]
+    pub ippool_batch_size: usize,
+
+    /// How long a pool's writer waits for more NICs before a write that is not full, a Go
+    /// duration (`0s`, `5ms`).
+    #[arg(long, default_value = "0s", value_parser = crate::leader::parse_go_duration)]
+    pub ippool_batch_wait: Duration,
+
     /// Kubeconfig file; when absent, the in-cluster configuration, else `~/.kube/config`.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Leader-election identity (upstream: the host name, the Pod name in a cluster). Empty:
+    /// `/etc/hostname`, else `<name>-<pid>`.
+    #[arg(long, env = "HOSTNAME", value_name = "IDENTITY")]
+    pub leader_election_identity: Option<String>,
+
+    /// How long the lease is valid without renewal, a Go duration (`45s`, `1m30s`); default
+    /// 45 s, or 45 h in development mode.
+    #[arg(long, env = vmdhcp_api::consts::ENV_ELECTION_LEASE_DURATION, value_name = "DURATION", default_value = "", hide_default_value = true, value_parser = optional_duration)]
+    pub leader_election_lease_duration: std::option::Option<Duration>,
+
+    /// How long the leader keeps trying to renew before it stops leading; default 30 s, or
+    /// 30 h in development mode.
+    #[arg(long, env = vmdhcp_api::consts::ENV_ELECTION_RENEW_DEADLINE, value_name = "DURATION", default_value = "", hide_default_value = true, value_parser = optional_duration)]
+    pub leader_election_renew_deadline: std::option::Option<Duration>,
+
+    /// Pause between two election attempts; default 2 s, or 2 h in development mode.
+    #[arg(long, env = vmdhcp_api::consts::ENV_ELECTION_RETRY_PERIOD, value_name = "DURATION", default_value = "", hide_default_value = true, value_parser = optional_duration)]
+    pub leader_election_retry_period: std::option::Option<Duration>,
+
+    /// Development mode, as upstream: any non-empty value makes the default election
+    /// durations hours instead of seconds.
+    #[arg(long, env = vmdhcp_api::consts::ENV_DEV_MODE, value_name = "ANY", num_args = 0..=1, default_value = "", hide_default_value = true, default_missing_value = "true", value_parser = non_empty, action = clap::ArgAction::Set)]
+    pub dev_mode: bool,
 
     /// Debug logging.
     #[arg(long, env = "VM_DHCP_CONTROLLER_DEBUG", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -82,14 +118,78 @@ pub struct Args {
     pub trace: bool,
 }
 
+/// A Go duration; empty means the default, as upstream reads its variables. (The fields spell
+/// out `std::option::Option` so that clap hands the parser empty values instead of treating
+/// the flag as optional.)
+fn optional_duration(value: &str) -> Result<Option<Duration>, String> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        crate::leader::parse_go_duration(value).map(Some)
+    }
+}
+
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "the signature of a clap value parser"
+)]
+fn non_empty(value: &str) -> Result<bool, String> {
+    Ok(!value.is_empty())
+}
+
+fn batch_size(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{value:?} is not a batch size from 1 to {MAX_BATCH}"
+        )),
+    }
+}
+
+/// The largest `--ippool-batch-size`: a batch only adds entries to a status written whole, so
+/// its size bounds how many NICs share one write, not the request's size.
+pub const MAX_BATCH: usize = 10_000;
+
 fn parse_image(value: &str) -> Result<ImageRef, String> {
     value.parse().map_err(|e: vmdhcp_api::Error| e.to_string())
 }
 
 impl Args {
+    /// How pool writes are batched.
+    pub fn batch(&self) -> crate::pool_batch::BatchSettings {
+        crate::pool_batch::BatchSettings {
+            max: self.ippool_batch_size,
+            wait: self.ippool_batch_wait,
+        }
+    }
+
     /// The log filter the flags ask for (`RUST_LOG` wins when set).
     pub fn log_filter(&self) -> &'static str {
         vmdhcp_api::flags::log_level(self.debug, self.trace)
+    }
+
+    /// The leader-election durations the flags ask for.
+    ///
+    /// # Errors
+    /// Durations that cannot work (a renew deadline not shorter than the lease, a zero retry).
+    pub fn leader_timing(&self) -> Result<crate::leader::Timing, String> {
+        crate::leader::Timing::new(
+            self.leader_election_lease_duration,
+            self.leader_election_renew_deadline,
+            self.leader_election_retry_period,
+            self.dev_mode,
+        )
+    }
+
+    /// The leader-election identity: `--leader-election-identity` (`HOSTNAME`), else the host
+    /// name in `/etc/hostname`, else `<name>-<pid>`.
+    pub fn leader_identity(&self) -> String {
+        self.leader_election_identity
+            .clone()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("{}-{}", self.name, std::process::id()))
     }
 }
 
@@ -139,6 +239,129 @@ mod tests {
             "Go's ParseBool refuses it; upstream falls back to false"
         );
         assert_eq!(parse(&["--trace"]).log_filter(), "trace");
+    }
+
+    #[test]
+    fn leader_election_reads_upstreams_environment_names() {
+        let command = Args::command();
+        let env = |flag: &str| {
+            command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .and_then(|a| a.get_env())
+                .and_then(|e| e.to_str())
+                .map(str::to_owned)
+        };
+        assert_eq!(env("leader-election-identity").as_deref(), Some("HOSTNAME"));
+        assert_eq!(
+            env("leader-election-lease-duration").as_deref(),
+            Some("CATTLE_ELECTION_LEASE_DURATION")
+        );
+        assert_eq!(
+            env("leader-election-renew-deadline").as_deref(),
+            Some("CATTLE_ELECTION_RENEW_DEADLINE")
+        );
+        assert_eq!(
+            env("leader-election-retry-period").as_deref(),
+            Some("CATTLE_ELECTION_RETRY_PERIOD")
+        );
+        assert_eq!(env("dev-mode").as_deref(), Some("CATTLE_DEV_MODE"));
+    }
+
+    #[test]
+    fn leader_election_flags_set_identity_and_durations() {
+        let args = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--leader-election-identity",
+            "replica-a",
+            "--leader-election-lease-duration",
+            "8s",
+            "--leader-election-renew-deadline",
+            "6s",
+            "--leader-election-retry-period",
+            "1s",
+        ])
+        .expect("parses");
+        assert_eq!(args.leader_identity(), "replica-a");
+        let timing = args.leader_timing().expect("valid");
+        assert_eq!(
+            (timing.lease, timing.renew_deadline, timing.retry),
+            (
+                Duration::from_secs(8),
+                Duration::from_secs(6),
+                Duration::from_secs(1)
+            )
+        );
+        // Upstream's CATTLE_DEV_MODE: any non-empty value, even "false", means hours.
+        let dev = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--dev-mode=false",
+            "--leader-election-retry-period=",
+        ])
+        .expect("an empty duration is the default");
+        assert_eq!(
+            dev.leader_timing().expect("valid").lease,
+            Duration::from_secs(45 * 3600)
+        );
+        let bad = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--leader-election-retry-period",
+            "soon",
+        ])
+        .expect_err("not a duration");
+        assert!(
+            bad.to_string().contains("\"soon\" is not a duration"),
+            "{bad}"
+        );
+        let short = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--leader-election-lease-duration",
+            "20s",
+        ])
+        .expect("parses");
+        assert!(
+            short.leader_timing().is_err(),
+            "renew deadline 30 s >= lease 20 s"
+        );
+    }
+
+    #[test]
+    fn batching_flags_default_and_refuse_nonsense_naming_the_value() {
+        let args = Args::try_parse_from(["vmdhcp-controller"]).expect("defaults");
+        assert_eq!(args.batch(), crate::pool_batch::BatchSettings::default());
+        let one = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--ippool-batch-size",
+            "1",
+            "--ippool-batch-wait",
+            "5ms",
+        ])
+        .expect("parses");
+        assert_eq!(
+            one.batch(),
+            crate::pool_batch::BatchSettings {
+                max: 1,
+                wait: Duration::from_millis(5)
+            }
+        );
+        for bad in ["0", "-3", "many", "10001"] {
+            let err = Args::try_parse_from([
+                "vmdhcp-controller".to_owned(),
+                format!("--ippool-batch-size={bad}"),
+            ])
+            .expect_err("refused");
+            assert!(
+                err.to_string()
+                    .contains(&format!("{bad:?} is not a batch size from 1 to 10000")),
+                "{err}"
+            );
+        }
+        let err = Args::try_parse_from(["vmdhcp-controller", "--ippool-batch-wait", "soon"])
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("\"soon\" is not a duration"),
+            "{err}"
+        );
     }
 
     #[test]

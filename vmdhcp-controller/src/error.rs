@@ -28,6 +28,15 @@ pub enum Error {
     /// Several NICs failed; each message names its NIC.
     #[error("{}", .0.join("; "))]
     Nics(Vec<String>),
+    /// Steps of a reconcile failed (an agent Pod not created, a NAD not labelled); the status
+    /// that shows them was written. Each message names its object and quotes the API server.
+    #[error("{object}: {}", .failures.join("; "))]
+    Steps {
+        /// `kind ns/name`.
+        object: String,
+        /// What failed.
+        failures: Vec<String>,
+    },
     /// Writing a status kept conflicting with other writers.
     #[error("{object}: status kept changing under us ({attempts} attempts); will retry")]
     Contended {
@@ -35,6 +44,14 @@ pub enum Error {
         object: String,
         /// How many writes were tried.
         attempts: u32,
+    },
+    /// The batch of IPPool changes this operation was part of could not be written.
+    #[error("{object}: {failure}")]
+    PoolWrite {
+        /// `ippool ns/name`.
+        object: String,
+        /// Why.
+        failure: PoolWriteFailure,
     },
     /// Kubernetes client configuration.
     #[error("kubernetes configuration: {0}")]
@@ -80,7 +97,28 @@ impl Error {
                 source: kube::Error::Api(status),
                 ..
             } => status.message.clone(),
+            Self::PoolWrite { failure, .. } => failure.to_string(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// Why a pool's batch was not written; every operation of the batch gets the same (the
+/// message is what a NIC's condition shows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolWriteFailure {
+    /// The pool does not exist (any more); the API server's message.
+    Gone(String),
+    /// The pool's spec or status does not rebuild; the message names the entry.
+    Unbuildable(String),
+    /// The API server refused, or the status kept conflicting; its message.
+    Failed(String),
+}
+
+impl std::fmt::Display for PoolWriteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gone(m) | Self::Unbuildable(m) | Self::Failed(m) => f.write_str(m),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The part of KubeVirt's `VirtualMachine` the controller reads, and the pure step from a VM
-//! to the vmnetcfg it should have (spec/upstream.md §3.8).
+//! to the vmnetcfg it should have.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -7,7 +7,9 @@ use std::net::Ipv4Addr;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{CustomResource, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
-use vmdhcp_api::consts::{ANNOTATION_MAC_ADDRESS, ANNOTATION_STATIC_IP_PREFIX, LABEL_VM_NAME};
+use vmdhcp_api::consts::{
+    ANNOTATION_MAC_ADDRESS, ANNOTATION_STATIC_IP_PREFIX, FINALIZER_VMNETCFG, LABEL_VM_NAME,
+};
 use vmdhcp_api::vmnetcfg::{
     NetworkConfig, VirtualMachineNetworkConfig, VirtualMachineNetworkConfigSpec,
 };
@@ -195,6 +197,10 @@ pub fn new_vmnetcfg(
                 uid: vm.uid().unwrap_or_default(),
                 ..OwnerReference::default()
             }]),
+            // Created with the vmnetcfg reconciler's finalizer (upstream added it in a second
+            // write): one write less per VM, and no window in which a deletion could skip the
+            // release.
+            finalizers: Some(vec![FINALIZER_VMNETCFG.to_owned()]),
             ..ObjectMeta::default()
         },
         spec: VirtualMachineNetworkConfigSpec {
@@ -222,7 +228,7 @@ pub enum VmAction {
     UpdateSpec(Vec<NetworkConfig>),
 }
 
-/// Decides the VM reconciler's step (§3.8 steps 4–7), with the NIC list from
+/// Decides the VM reconciler's step (skip, create, in sync, new spec), with the NIC list from
 /// [`desired_network_configs`].
 pub fn vm_action(
     vm: &VirtualMachine,
@@ -244,14 +250,23 @@ pub fn vm_action(
     VmAction::UpdateSpec(desired)
 }
 
-/// Same NICs, comparing MACs in any spelling (an upper-case MAC written by an older
-/// controller is not a change).
+/// Same NICs in any order, comparing MACs in any spelling: neither an upper-case MAC nor the
+/// order an older controller wrote (upstream iterated a Go map) is a change worth rewriting a
+/// vmnetcfg for.
 fn same_nics(a: &[NetworkConfig], b: &[NetworkConfig]) -> bool {
+    let same = |x: &NetworkConfig, y: &NetworkConfig| {
+        x.network_name == y.network_name
+            && vmdhcp_api::mac::same_mac(&x.mac_address, &y.mac_address)
+            && x.ip_address == y.ip_address
+    };
+    let mut unmatched: Vec<&NetworkConfig> = b.iter().collect();
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.network_name == y.network_name
-                && vmdhcp_api::mac::same_mac(&x.mac_address, &y.mac_address)
-                && x.ip_address == y.ip_address
+        && a.iter().all(|x| {
+            unmatched
+                .iter()
+                .position(|y| same(x, y))
+                .map(|i| unmatched.swap_remove(i))
+                .is_some()
         })
 }
 
@@ -423,6 +438,11 @@ mod tests {
         );
         assert_eq!(owner.controller, None);
         assert_eq!(cfg.spec.vm_name, "vm-1");
+        assert_eq!(
+            cfg.finalizers(),
+            ["wrangler.cattle.io/vm-dhcp-vmnetcfg-controller"],
+            "created with the finalizer, not added in a second write"
+        );
     }
 
     #[test]
@@ -462,6 +482,56 @@ mod tests {
             vm_action(&vm, desired(), Some(&existing)),
             VmAction::InSync,
             "MAC spelling is not a change"
+        );
+    }
+
+    #[test]
+    fn nic_order_is_not_a_change_but_a_moved_mac_is() {
+        let vm = vm(
+            &json!({}),
+            &json!([{"name": "nic-a", "macAddress": "aa:aa:aa:aa:aa:01"},
+                {"name": "nic-b", "macAddress": "aa:aa:aa:aa:aa:02"}]),
+            &json!([
+                multus("nic-a", "default/net-1"),
+                multus("nic-b", "default/net-2")
+            ]),
+        );
+        let desired = || {
+            desired_network_configs(&vm)
+                .expect("parses")
+                .network_configs
+        };
+        // As the Go controller may have written it: its map order.
+        let go_order = new_vmnetcfg(
+            &vm,
+            vec![
+                nic("default/net-2", "aa:aa:aa:aa:aa:02"),
+                nic("default/net-1", "aa:aa:aa:aa:aa:01"),
+            ],
+        );
+        assert_eq!(vm_action(&vm, desired(), Some(&go_order)), VmAction::InSync);
+        let swapped = new_vmnetcfg(
+            &vm,
+            vec![
+                nic("default/net-1", "aa:aa:aa:aa:aa:02"),
+                nic("default/net-2", "aa:aa:aa:aa:aa:01"),
+            ],
+        );
+        assert_eq!(
+            vm_action(&vm, desired(), Some(&swapped)),
+            VmAction::UpdateSpec(desired())
+        );
+        let twice = new_vmnetcfg(
+            &vm,
+            vec![
+                nic("default/net-1", "aa:aa:aa:aa:aa:01"),
+                nic("default/net-1", "aa:aa:aa:aa:aa:01"),
+            ],
+        );
+        assert_eq!(
+            vm_action(&vm, desired(), Some(&twice)),
+            VmAction::UpdateSpec(desired()),
+            "each NIC matches one entry"
         );
     }
 }

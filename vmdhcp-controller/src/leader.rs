@@ -30,34 +30,26 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// Upstream's durations with its environment overrides (`CATTLE_ELECTION_LEASE_DURATION`,
-    /// `CATTLE_ELECTION_RENEW_DEADLINE`, `CATTLE_ELECTION_RETRY_PERIOD` as Go durations such as
-    /// `45s`, or `CATTLE_DEV_MODE` for hours instead of seconds).
+    /// Upstream's durations (45 s, 30 s, 2 s; in hours in development mode), each replaced by
+    /// the one given.
     ///
     /// # Errors
-    /// A value that is not a duration, naming the variable.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    /// Durations that cannot work, naming them.
+    pub fn new(
+        lease: Option<Duration>,
+        renew_deadline: Option<Duration>,
+        retry: Option<Duration>,
+        dev_mode: bool,
+    ) -> Result<Self, String> {
         use vmdhcp_api::consts::{
-            ENV_DEV_MODE, ENV_ELECTION_LEASE_DURATION, ENV_ELECTION_RENEW_DEADLINE,
-            ENV_ELECTION_RETRY_PERIOD, LEASE_DURATION_SECS, LEASE_RENEW_DEADLINE_SECS,
-            LEASE_RETRY_PERIOD_SECS,
+            LEASE_DURATION_SECS, LEASE_RENEW_DEADLINE_SECS, LEASE_RETRY_PERIOD_SECS,
         };
-        let unit = if get(ENV_DEV_MODE).is_some_and(|v| !v.is_empty()) {
-            3600
-        } else {
-            1
-        };
-        let read = |var: &str, default: u64| -> Result<Duration, String> {
-            match get(var).filter(|v| !v.is_empty()) {
-                None => Ok(Duration::from_secs(default * unit)),
-                Some(v) => parse_go_duration(&v)
-                    .ok_or_else(|| format!("{var}={v:?} is not a duration such as 45s or 1m30s")),
-            }
-        };
+        let unit = if dev_mode { 3600 } else { 1 };
         let timing = Self {
-            lease: read(ENV_ELECTION_LEASE_DURATION, LEASE_DURATION_SECS)?,
-            renew_deadline: read(ENV_ELECTION_RENEW_DEADLINE, LEASE_RENEW_DEADLINE_SECS)?,
-            retry: read(ENV_ELECTION_RETRY_PERIOD, LEASE_RETRY_PERIOD_SECS)?,
+            lease: lease.unwrap_or(Duration::from_secs(LEASE_DURATION_SECS * unit)),
+            renew_deadline: renew_deadline
+                .unwrap_or(Duration::from_secs(LEASE_RENEW_DEADLINE_SECS * unit)),
+            retry: retry.unwrap_or(Duration::from_secs(LEASE_RETRY_PERIOD_SECS * unit)),
         };
         if timing.renew_deadline >= timing.lease || timing.retry.is_zero() {
             return Err(format!(
@@ -70,7 +62,14 @@ impl Timing {
 }
 
 /// Parses the Go durations operators write (`45s`, `1m30s`, `500ms`, `2h`).
-fn parse_go_duration(s: &str) -> Option<Duration> {
+///
+/// # Errors
+/// A value that is not one, naming it.
+pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    go_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 45s, 1m30s or 500ms"))
+}
+
+fn go_duration(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -401,29 +400,40 @@ mod tests {
     }
 
     #[test]
-    fn durations_follow_upstreams_environment() {
-        let none = |_: &str| None;
-        assert_eq!(Timing::from_env(none).expect("defaults"), timing());
-        let dev = Timing::from_env(|k: &str| (k == "CATTLE_DEV_MODE").then(|| "true".to_owned()))
-            .expect("dev");
+    fn durations_default_to_upstreams_and_development_mode_counts_hours() {
+        assert_eq!(
+            Timing::new(None, None, None, false).expect("defaults"),
+            timing()
+        );
+        let dev = Timing::new(None, None, None, true).expect("dev");
         assert_eq!(dev.lease, Duration::from_secs(45 * 3600));
-        let custom = Timing::from_env(|k: &str| match k {
-            "CATTLE_ELECTION_LEASE_DURATION" => Some("1m30s".into()),
-            "CATTLE_ELECTION_RETRY_PERIOD" => Some("500ms".into()),
-            _ => None,
-        })
+        let custom = Timing::new(
+            Some(Duration::from_secs(90)),
+            None,
+            Some(Duration::from_millis(500)),
+            false,
+        )
         .expect("custom");
         assert_eq!(
-            (custom.lease, custom.retry),
-            (Duration::from_secs(90), Duration::from_millis(500))
+            (custom.lease, custom.renew_deadline, custom.retry),
+            (
+                Duration::from_secs(90),
+                Duration::from_secs(30),
+                Duration::from_millis(500)
+            )
         );
-        let bad = Timing::from_env(|k: &str| {
-            (k == "CATTLE_ELECTION_RETRY_PERIOD").then(|| "soon".to_owned())
-        })
-        .expect_err("bad");
-        assert!(
-            bad.contains("CATTLE_ELECTION_RETRY_PERIOD") && bad.contains("soon"),
-            "{bad}"
-        );
+        let bad = Timing::new(Some(Duration::from_secs(10)), None, None, false).expect_err("bad");
+        assert!(bad.contains("renew deadline < lease duration"), "{bad}");
+    }
+
+    #[test]
+    fn go_durations_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_go_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("2h"), Ok(Duration::from_secs(7200)));
+        let bad = parse_go_duration("soon").expect_err("not a duration");
+        assert!(bad.contains("\"soon\""), "{bad}");
+        assert!(parse_go_duration("").is_err());
+        assert!(parse_go_duration("5").is_err(), "Go requires a unit");
     }
 }

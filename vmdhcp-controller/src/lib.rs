@@ -1,13 +1,15 @@
 //! # Layout
 //!
 //! `vmdhcp-controller` allocates addresses to VM NICs from IPPools and runs one DHCP agent
-//! Pod per IPPool — Harvester's `vm-dhcp-controller`, same objects, names and messages
-//! (spec/upstream.md §3), with its defects fixed.
+//! Pod per IPPool — Harvester's `vm-dhcp-controller`, same objects, names and messages, with
+//! its defects fixed.
 //!
 //! Pure decisions (table-tested):
 //! - [`pool_plan`] — an IPPool's conditions, agent Pod actions, counters, orphans.
 //! - [`agent_pod`] — the agent Pod, and node-loss detection.
 //! - [`alloc`] — per-NIC allocation against the pool status; [`Allocators`](alloc::Allocators).
+//! - [`pool_batch`] — group commit: which NICs share a pool status write, what it writes,
+//!   what a conflict redoes.
 //! - [`netcfg_plan`] — a vmnetcfg's stale entries and resulting status.
 //! - [`kubevirt`] — a VM's desired NICs and the VM reconciler's step.
 //! - [`leader`] — client-go's Lease protocol ([`decide`](leader::decide)).
@@ -22,7 +24,12 @@
 //! VM's previous address when still free). One NIC's failure does not block the others; NICs on
 //! networks without an IPPool are left alone. Orphaned allocations are collected. NAD labels
 //! are removed with their pool. Agent Pods on lost nodes are replaced. Stale metric series go
-//! away. NIC order is deterministic.
+//! away. NIC order is deterministic (and an older controller's order is not rewritten).
+//! Watches come back within seconds of an API server outage.
+//!
+//! As upstream's status handlers, an IPPool's steps are independent: an agent Pod the API
+//! server refuses shows in `Registered` (and a Warning Event) while `CacheReady`, counters,
+//! marks and allocation go on.
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod agent_pod;
@@ -36,6 +43,7 @@ pub mod kubevirt;
 pub mod leader;
 pub mod metrics;
 pub mod netcfg_plan;
+pub mod pool_batch;
 pub mod pool_plan;
 pub mod reconcile;
 pub mod run;

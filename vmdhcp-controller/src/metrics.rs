@@ -1,6 +1,6 @@
-//! Upstream's three gauges (spec/upstream.md §6), kept in a private registry as upstream does,
-//! so series of deleted or paused pools and of released addresses can be removed — upstream
-//! left them behind, with a label mismatch on pool deletion.
+//! Upstream's three gauges, kept in a private registry as upstream does, so series of deleted
+//! or paused pools and of released addresses can be removed — upstream left them behind, with
+//! a label mismatch on pool deletion.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

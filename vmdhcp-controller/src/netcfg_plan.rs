@@ -1,5 +1,5 @@
-//! The vmnetcfg reconciler's pure steps (spec/upstream.md §3.9): which status entries are
-//! stale, and the status that results from a pass. The IO between them — releasing and
+//! The vmnetcfg reconciler's pure steps (upstream's `Allocate`, `Sync` and `OnChange`
+//! handlers): which status entries are stale, and the status that results from a pass. The IO between them — releasing and
 //! allocating addresses in IPPool statuses — is in `reconcile::vmnetcfg`.
 
 use std::sync::Arc;

@@ -1,7 +1,10 @@
-//! The IPPool reconciler's decisions, pure (spec/upstream.md §3.3, §3.5, §3.6): given the pool
-//! and what was observed about its NAD and agent Pod, the status to write and the actions to
-//! take. Upstream runs four handlers one after the other, each writing its condition; the same
-//! steps run here in the same order and end in one status write.
+//! The IPPool reconciler's decisions, pure: given the pool, what was observed about its NAD and
+//! agent Pod, and what became of the actions already carried out in this pass, the status to
+//! write and the actions still to take. Upstream runs four handlers one after the other, each
+//! writing its own condition, and one handler's failure never keeps the others from running;
+//! the same steps run here in the same order and end in one status write. A failed action
+//! (the agent Pod create refused, the NAD not writable) shows in its condition and in a Warning
+//! Event; the other conditions, the counters and the marks are written all the same.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -46,6 +49,8 @@ pub enum NadSeen {
     Found(BTreeMap<String, String>),
     /// It does not exist; the API server's message.
     Missing(String),
+    /// It could not be read (forbidden, server error); the API server's message.
+    Unreadable(String),
 }
 
 /// The agent Pod's node as read.
@@ -67,6 +72,8 @@ pub struct Observed {
     pub nad: Option<NadSeen>,
     /// The agent Pod (named by `status.agentPodRef`, else by the name scheme), if it exists.
     pub pod: Option<Pod>,
+    /// Why the agent Pod could not be read (the API server's message), when it could not.
+    pub pod_unreadable: Option<String>,
     /// The Pod's node.
     pub node: NodeSeen,
     /// Allocations whose MAC belongs to no vmnetcfg (see [`orphans`]).
@@ -94,13 +101,52 @@ pub enum PoolAction {
     LabelNad(BTreeMap<String, String>),
 }
 
+/// What became of the actions carried out so far in this pass: the glue carries out a plan's
+/// actions, records them here and plans again, so that the status it writes says how they went
+/// (upstream's status handlers record their own error the same way). `None`: not tried.
+#[derive(Debug, Clone, Default)]
+pub struct Done {
+    /// The agent Pod create: the Pod as created (or the one that was already there), or the
+    /// API server's message.
+    pub create_pod: Option<Result<Pod, String>>,
+    /// The agent Pod deletion (a Pod already gone counts as deleted), or the API server's
+    /// message.
+    pub delete_pod: Option<Result<(), String>>,
+    /// The NAD back-labels, or the API server's message.
+    pub label_nad: Option<Result<(), String>>,
+}
+
+/// Something that failed in this pass: the status shows it; it also becomes a Warning Event
+/// on the pool, and the reconcile is retried later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The Event's reason.
+    pub reason: &'static str,
+    /// The Event's note, naming the object and quoting the API server.
+    pub note: String,
+}
+
+/// Event reason: the agent Pod could not be created.
+pub const REASON_AGENT_DEPLOY_FAILED: &str = "AgentDeployFailed";
+/// Event reason: the agent Pod could not be deleted.
+pub const REASON_AGENT_DELETE_FAILED: &str = "AgentDeleteFailed";
+/// Event reason: the agent Pod could not be read.
+pub const REASON_AGENT_READ_FAILED: &str = "AgentReadFailed";
+/// Event reason: the NAD could not be read.
+pub const REASON_NAD_READ_FAILED: &str = "NetworkReadFailed";
+/// Event reason: the NAD back-labels could not be written.
+pub const REASON_NAD_LABEL_FAILED: &str = "NetworkLabelFailed";
+
 /// The outcome of planning.
 #[derive(Debug)]
 pub struct Plan {
-    /// The status to write (when it differs from the current one).
+    /// The status to write (when it differs from the current one). While `actions` is not
+    /// empty, it assumes they succeed; plan again with their [`Done`] before writing it.
     pub status: IPPoolStatus,
-    /// What to do first.
+    /// What to do, then plan again.
     pub actions: Vec<PoolAction>,
+    /// What failed (in `Done`, or while reading).
+    pub failures: Vec<Failure>,
     /// The allocator rebuilt from the status (for metrics and the cache API); `None` when the
     /// pool is paused or its status does not rebuild.
     pub ipam: Option<ipam::Pool>,
@@ -108,22 +154,37 @@ pub struct Plan {
     pub released: Vec<std::net::Ipv4Addr>,
 }
 
-/// Plans one reconcile of `pool`.
-pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Timestamp) -> Plan {
+/// Plans one reconcile of `pool`, given what `done` says about the actions already carried out
+/// in this pass: none is asked for twice.
+pub fn plan(
+    pool: &IPPool,
+    seen: &Observed,
+    settings: &AgentSettings,
+    done: &Done,
+    now: Timestamp,
+) -> Plan {
     let ns = pool.namespace().unwrap_or_default();
     let name = pool.name_any();
     let mut status = pool.status.clone().unwrap_or_default();
-    let mut actions = Vec::new();
+    let mut steps = Steps::default();
 
-    if let Some(labels) = nad_labels(seen, &ns, &name) {
-        actions.push(PoolAction::LabelNad(labels));
-    }
+    reads_and_labels(pool, seen, settings, done, &mut steps);
 
     if pool.is_paused() {
-        pause(seen, settings, &ns, &name, &mut status, &mut actions, now);
+        pause(
+            seen,
+            settings,
+            done,
+            &ns,
+            &name,
+            &mut status,
+            &mut steps,
+            now,
+        );
         return Plan {
             status,
-            actions,
+            actions: steps.actions,
+            failures: steps.failures,
             ipam: None,
             released: Vec::new(),
         };
@@ -138,7 +199,7 @@ pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Times
     );
 
     // Registered (DeployAgent).
-    let registered = deploy(pool, seen, settings, &mut status, &mut actions);
+    let registered = deploy(pool, seen, settings, done, &mut status, &mut steps);
     set_result(
         &mut status.conditions,
         COND_REGISTERED,
@@ -173,7 +234,7 @@ pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Times
     };
 
     // AgentReady (MonitorAgent).
-    let ready = monitor(seen, settings, &status, &ns, &name, now, &mut actions);
+    let ready = monitor(seen, settings, done, &status, &ns, &name, now, &mut steps);
     set_result(
         &mut status.conditions,
         COND_AGENT_READY,
@@ -189,20 +250,80 @@ pub fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Times
     }
     Plan {
         status,
-        actions,
+        actions: steps.actions,
+        failures: steps.failures,
         ipam,
         released,
     }
 }
 
-/// A paused pool: its agent goes, every condition says so, its allocations stay.
+/// The NAD back-labels to write, and what failed reading or labelling.
+fn reads_and_labels(
+    pool: &IPPool,
+    seen: &Observed,
+    settings: &AgentSettings,
+    done: &Done,
+    steps: &mut Steps,
+) {
+    let ns = pool.namespace().unwrap_or_default();
+    let name = pool.name_any();
+    let network = pool
+        .network()
+        .map_or_else(|_| pool.spec.network_name.clone(), |n| n.to_string());
+    match (&seen.nad, &done.label_nad) {
+        (_, Some(Err(message))) => steps.failed(
+            REASON_NAD_LABEL_FAILED,
+            format!("label network attachment definition {network}: {message}"),
+        ),
+        (Some(NadSeen::Unreadable(message)), _) => steps.failed(
+            REASON_NAD_READ_FAILED,
+            format!("get network attachment definition {network}: {message}"),
+        ),
+        (_, None) => {
+            if let Some(labels) = nad_labels(seen, &ns, &name) {
+                steps.actions.push(PoolAction::LabelNad(labels));
+            }
+        }
+        (_, Some(Ok(()))) => {}
+    }
+    if let Some(message) = &seen.pod_unreadable
+        && !settings.no_agent
+    {
+        steps.failed(
+            REASON_AGENT_READ_FAILED,
+            format!("get agent pod of ippool {ns}/{name}: {message}"),
+        );
+    }
+}
+
+/// The actions and failures of one plan.
+#[derive(Debug, Default)]
+struct Steps {
+    actions: Vec<PoolAction>,
+    failures: Vec<Failure>,
+}
+
+impl Steps {
+    fn failed(&mut self, reason: &'static str, note: String) {
+        self.failures.push(Failure { reason, note });
+    }
+}
+
+/// A paused pool: its agent goes, every condition says so, its allocations stay. While the
+/// agent Pod cannot be deleted, its reference stays (the next pass deletes it by it) and
+/// `Stopped` is `False` with the API server's message.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pool's identity, the inputs and the outputs of one step; a struct would only rename them"
+)]
 fn pause(
     seen: &Observed,
     settings: &AgentSettings,
+    done: &Done,
     ns: &str,
     name: &str,
     status: &mut IPPoolStatus,
-    actions: &mut Vec<PoolAction>,
+    steps: &mut Steps,
     now: Timestamp,
 ) {
     let disabled = UpstreamError::IpPoolDisabled {
@@ -210,31 +331,46 @@ fn pause(
         name: name.to_owned(),
     }
     .to_string();
+    let mut stopped = Ok(());
     if let Some(r) = status.agent_pod_ref.take()
         && seen.pod.is_some()
     {
         let namespace = if r.namespace.is_empty() {
             settings.namespace.clone()
         } else {
-            r.namespace
+            r.namespace.clone()
         };
-        actions.push(PoolAction::DeletePod {
-            namespace,
-            name: r.name,
-            force: false,
-        });
+        match &done.delete_pod {
+            None => steps.actions.push(PoolAction::DeletePod {
+                namespace,
+                name: r.name.clone(),
+                force: false,
+            }),
+            Some(Ok(())) => {}
+            Some(Err(message)) => {
+                steps.failed(
+                    REASON_AGENT_DELETE_FAILED,
+                    format!("delete agent pod {namespace}/{}: {message}", r.name),
+                );
+                stopped = Err(message.clone());
+                status.agent_pod_ref = Some(r);
+            }
+        }
     }
     for cond in [COND_REGISTERED, COND_CACHE_READY, COND_AGENT_READY] {
         set_result(&mut status.conditions, cond, Err(&disabled), now);
     }
-    set(
-        &mut status.conditions,
-        COND_STOPPED,
-        STATUS_TRUE,
-        "",
-        "",
-        now,
-    );
+    match stopped {
+        Ok(()) => set(
+            &mut status.conditions,
+            COND_STOPPED,
+            STATUS_TRUE,
+            "",
+            "",
+            now,
+        ),
+        Err(message) => set_result(&mut status.conditions, COND_STOPPED, Err(&message), now),
+    };
 }
 
 /// The NAD labels to write, when they are not already the pool's.
@@ -256,13 +392,17 @@ fn deploy(
     pool: &IPPool,
     seen: &Observed,
     settings: &AgentSettings,
+    done: &Done,
     status: &mut IPPoolStatus,
-    actions: &mut Vec<PoolAction>,
+    steps: &mut Steps,
 ) -> Result<(), String> {
     if settings.no_agent {
         return Ok(());
     }
     let network = pool.network().map_err(|e| e.to_string())?;
+    if let Some(message) = &seen.pod_unreadable {
+        return Err(message.clone());
+    }
     let cluster_network = match &seen.nad {
         Some(NadSeen::Found(labels)) => labels
             .get(LABEL_CLUSTER_NETWORK)
@@ -273,7 +413,9 @@ fn deploy(
                 }
                 .to_string()
             })?,
-        Some(NadSeen::Missing(message)) => return Err(message.clone()),
+        Some(NadSeen::Missing(message) | NadSeen::Unreadable(message)) => {
+            return Err(message.clone());
+        }
         None => {
             return Err(format!(
                 "network attachment definition {network} was not read"
@@ -310,6 +452,28 @@ fn deploy(
         }
         return Ok(());
     }
+    create(
+        pool,
+        &network,
+        cluster_network,
+        settings,
+        done,
+        status,
+        steps,
+    )
+}
+
+/// The agent Pod to create, or what became of its creation: the reference records the Pod the
+/// API server returned; a refusal leaves the reference as it was.
+fn create(
+    pool: &IPPool,
+    network: &NamespacedName,
+    cluster_network: &str,
+    settings: &AgentSettings,
+    done: &Done,
+    status: &mut IPPoolStatus,
+    steps: &mut Steps,
+) -> Result<(), String> {
     let cfg = &pool.spec.ipv4_config;
     let server_ip = cfg
         .server_ip
@@ -320,9 +484,37 @@ fn deploy(
         .parse()
         .map_err(|_| format!("ippool cidr {:?} is not an IPv4 CIDR", cfg.cidr))?;
     let pool_key = NamespacedName::new(pool.namespace().unwrap_or_default(), pool.name_any());
+    let pod_name = vmdhcp_api::agent::agent_pod_name(&pool_key.namespace, &pool_key.name);
+    let uid = match &done.create_pod {
+        // The Pod as the API server returned it: its UID goes into the reference.
+        Some(Ok(created)) => created.uid().unwrap_or_default(),
+        // As upstream, the handler's status change is dropped: no reference to a Pod that
+        // does not exist, so `MonitorAgent` says the agent is not deployed.
+        Some(Err(message)) => {
+            steps.failed(
+                REASON_AGENT_DEPLOY_FAILED,
+                format!(
+                    "create agent pod {}/{pod_name}: {message}",
+                    settings.namespace
+                ),
+            );
+            status.agent_pod_ref = pool.status.as_ref().and_then(|s| s.agent_pod_ref.clone());
+            return Err(message.clone());
+        }
+        None => String::new(),
+    };
+    status.agent_pod_ref = Some(PodReference {
+        namespace: settings.namespace.clone(),
+        name: pod_name,
+        image: settings.image.clone(),
+        uid,
+    });
+    if done.create_pod.is_some() {
+        return Ok(());
+    }
     let pod = agent_pod::build(&AgentPodParams {
         pool: &pool_key,
-        nad: &network,
+        nad: network,
         cluster_network,
         server_ip,
         prefix_len: net.prefix_len(),
@@ -331,24 +523,23 @@ fn deploy(
         service_account: &settings.service_account,
         dry_run: settings.dry_run,
     });
-    status.agent_pod_ref = Some(PodReference {
-        namespace: settings.namespace.clone(),
-        name: pod.name_any(),
-        image: settings.image.clone(),
-        uid: String::new(),
-    });
-    actions.push(PoolAction::CreatePod(Box::new(pod)));
+    steps.actions.push(PoolAction::CreatePod(Box::new(pod)));
     Ok(())
 }
 
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the pool's identity, the inputs and the outputs of one step; a struct would only rename them"
+)]
 fn monitor(
     seen: &Observed,
     settings: &AgentSettings,
+    done: &Done,
     status: &IPPoolStatus,
     ns: &str,
     name: &str,
     now: Timestamp,
-    actions: &mut Vec<PoolAction>,
+    steps: &mut Steps,
 ) -> Result<(), String> {
     if settings.no_agent {
         return Ok(());
@@ -360,7 +551,11 @@ fn monitor(
         }
         .to_string());
     };
-    let Some(pod) = &seen.pod else {
+    if let Some(message) = &seen.pod_unreadable {
+        return Err(message.clone());
+    }
+    let created = done.create_pod.as_ref().and_then(|c| c.as_ref().ok());
+    let Some(pod) = seen.pod.as_ref().or(created) else {
         // Just created, or gone: either way not ready yet.
         return Err(UpstreamError::AgentNotReady {
             pod: r.name.clone(),
@@ -380,11 +575,7 @@ fn monitor(
     if let (Some(grace), Some(node)) = (settings.node_grace, node)
         && let Some(why) = agent_pod::node_lost(pod, node, now, grace)
     {
-        actions.push(PoolAction::DeletePod {
-            namespace: pod_namespace,
-            name: pod_name.clone(),
-            force: true,
-        });
+        delete(done, steps, pod_namespace, &pod_name, true)?;
         return Err(format!(
             "{}; {why}",
             UpstreamError::AgentObsolete { pod: pod_name }
@@ -396,17 +587,42 @@ fn monitor(
         if agent_pod::is_terminating(pod) {
             return Err(UpstreamError::AgentMarkedForDeletion { pod: pod_name }.to_string());
         }
-        actions.push(PoolAction::DeletePod {
-            namespace: pod_namespace,
-            name: pod_name.clone(),
-            force: false,
-        });
+        delete(done, steps, pod_namespace, &pod_name, false)?;
         return Err(UpstreamError::AgentObsolete { pod: pod_name }.to_string());
     }
     if !agent_pod::is_ready(pod) {
         return Err(UpstreamError::AgentNotReady { pod: pod_name }.to_string());
     }
     Ok(())
+}
+
+/// Asks for the agent Pod's deletion unless it was tried; a failed deletion is the
+/// condition's error, with the API server's message (upstream's `MonitorAgent` returns it).
+fn delete(
+    done: &Done,
+    steps: &mut Steps,
+    namespace: String,
+    name: &str,
+    force: bool,
+) -> Result<(), String> {
+    match &done.delete_pod {
+        None => {
+            steps.actions.push(PoolAction::DeletePod {
+                namespace,
+                name: name.to_owned(),
+                force,
+            });
+            Ok(())
+        }
+        Some(Ok(())) => Ok(()),
+        Some(Err(message)) => {
+            steps.failed(
+                REASON_AGENT_DELETE_FAILED,
+                format!("delete agent pod {namespace}/{name}: {message}"),
+            );
+            Err(message.clone())
+        }
+    }
 }
 
 /// Allocations of `pool` whose MAC is in no vmnetcfg NIC on the pool's network (upstream never

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
@@ -88,8 +88,8 @@ pub async fn run_with_client(
     let result = if args.no_leader_election {
         lead(client, &args, metrics, ready_tx, pools_tx, stop.clone()).await
     } else {
-        let timing = leader::Timing::from_env(|k| std::env::var(k).ok()).map_err(Error::Config)?;
-        let me = identity(&args.name);
+        let timing = args.leader_timing().map_err(Error::Config)?;
+        let me = args.leader_identity();
         tracing::info!(identity = me, lease = %format!("{LEASE_NAMESPACE}/{LEASE_NAME}"), "waiting for leadership");
         let (leading_tx, mut leading_rx) = watch::channel(false);
         let election = leader::run(
@@ -158,15 +158,9 @@ async fn lead(
         pools: pools.clone(),
         vmnetcfgs: vmnetcfgs.clone(),
         allocators: Mutex::default(),
-        pool_locks: Mutex::default(),
+        writers: crate::context::PoolWriters::new(args.batch(), reporter(args), stop.clone()),
         backoffs: crate::context::Backoffs::default(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "vm-dhcp-controller".into(),
-                instance: Some(identity(&args.name)),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), reporter(args)),
         metrics,
         synced: std::sync::atomic::AtomicBool::new(false),
     });
@@ -205,13 +199,21 @@ async fn lead(
         );
         futures::join!(pools_run, cfgs_run);
     } else {
-        let vm_run = Controller::new(vms, watcher::Config::default())
+        let vm_run = listing_controller(vms, listed.clone(), 0)
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(reconcile::vm::reconcile, error_policy, ctx)
             .for_each(|r| log_result(&log_ctx, "VirtualMachine", r));
         futures::join!(pools_run, cfgs_run, vm_run);
     }
     Ok(())
+}
+
+/// Who reports this process's Events.
+fn reporter(args: &Args) -> Reporter {
+    Reporter {
+        controller: "vm-dhcp-controller".into(),
+        instance: Some(args.leader_identity()),
+    }
 }
 
 fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
@@ -230,14 +232,51 @@ fn log_result<T: std::fmt::Display, A, E: std::fmt::Display>(
     std::future::ready(())
 }
 
+/// A `410 Gone` passes without a backoff at most this often.
+const GONE_WITHOUT_BACKOFF: Duration = Duration::from_secs(10);
+
+/// `watcher(api, config)`, except that a `410 Gone` is not handed on as an error. The watcher
+/// lists again on its own after one; the error would only make the controller's backoff
+/// sleep first. A restarted API server answers every resumed watch with it, so without this a
+/// VM created right after an outage waited for two backoffs (reconnect, then relist) instead
+/// of one. At most one per [`GONE_WITHOUT_BACKOFF`] is swallowed: a server that keeps
+/// answering 410 is backed off from like any failing one.
+fn watch_objects<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    relist_at_once(watcher(api, config))
+}
+
+/// The `410 Gone` filter of [`watch_objects`], over any watch stream.
+fn relist_at_once<K, S>(stream: S) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>
+where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut last: Option<tokio::time::Instant> = None;
+    stream.filter(move |event| {
+        let gone = matches!(event, Err(e) if vmdhcp_api::runtime::is_expired(e));
+        let swallow = gone && last.is_none_or(|at| at.elapsed() >= GONE_WITHOUT_BACKOFF);
+        if swallow {
+            last = Some(tokio::time::Instant::now());
+            tracing::debug!("watch expired (410 Gone); listing again at once");
+        }
+        std::future::ready(!swallow)
+    })
+}
+
 /// Bit of the `listed` channel set when the IPPool watch completed a list.
 const LISTED_POOLS: u8 = 1;
 /// Bit of the `listed` channel set when the vmnetcfg watch completed a list.
 const LISTED_VMNETCFGS: u8 = 2;
 
-/// A controller over `api` like `Controller::new`, whose watch also sets `bit` in `listed`
-/// when a list completes. (`Store::wait_until_ready` cannot tell us: kube-runtime wakes only
-/// the last of several waiters, and the controller's own runner is one of them.)
+/// A controller over `api` like `Controller::new`, with [`watch_objects`] and [`vmdhcp_api::runtime::watch_backoff`], whose
+/// watch also sets `bit` in `listed` when a list completes. (`Store::wait_until_ready` cannot
+/// tell us: kube-runtime wakes only the last of several waiters, and the controller's own
+/// runner is one of them.)
 fn listing_controller<K>(api: Api<K>, listed: watch::Sender<u8>, bit: u8) -> Controller<K>
 where
     K: kube::Resource<DynamicType = ()>
@@ -249,14 +288,17 @@ where
         + 'static,
 {
     let (reader, writer) = kube::runtime::reflector::store();
-    let trigger = kube::runtime::reflector(writer, watcher(api, watcher::Config::default()))
+    let trigger = kube::runtime::reflector(writer, watch_objects(api, watcher::Config::default()))
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) {
                 listed.send_modify(|v| *v |= bit);
             }
         })
         .applied_objects();
-    Controller::for_stream(trigger, reader)
+    // kube-runtime applies a controller's trigger backoff to all its watches together, and its
+    // default grows to 30 s: after an API server outage a VM created right after the restart
+    // would wait that long to be seen.
+    Controller::for_stream(trigger, reader).trigger_backoff(vmdhcp_api::runtime::watch_backoff())
 }
 
 /// The IPPool controller (also woken by its agent Pods) and the vmnetcfg controller (also
@@ -274,9 +316,12 @@ fn controllers(
         listed.clone(),
         LISTED_POOLS,
     )
-    .watches(
-        Api::<Pod>::namespaced(client.clone(), agent_namespace),
-        agents,
+    .watches_stream(
+        watch_objects(
+            Api::<Pod>::namespaced(client.clone(), agent_namespace),
+            agents,
+        )
+        .touched_objects(),
         |pod: Pod| {
             let labels = pod.labels();
             match (
@@ -300,9 +345,12 @@ fn controllers(
     let gates: Mutex<HashMap<(String, String), PoolGate>> = Mutex::default();
     let on_network = vmnetcfgs.clone();
     let cfg_ctrl = cfg_ctrl
-        .watches(
-            Api::<IPPool>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch_objects(
+                Api::<IPPool>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
             move |pool: IPPool| {
                 let key = (pool.namespace().unwrap_or_default(), pool.name_any());
                 let gate = PoolGate::of(&pool);
@@ -320,16 +368,6 @@ fn controllers(
         )
         .graceful_shutdown_on(stop.clone().cancelled_owned());
     (pool_ctrl, cfg_ctrl)
-}
-
-/// Leader-election identity: the hostname (the Pod name in a cluster), as upstream.
-fn identity(name: &str) -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| format!("{name}-{}", std::process::id()))
 }
 
 async fn client(args: &Args) -> Result<Client, Error> {
@@ -361,5 +399,65 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher;
+
+    use super::{GONE_WITHOUT_BACKOFF, relist_at_once};
+
+    fn status(code: u16) -> watcher::Error {
+        watcher::Error::WatchError(Box::new(
+            serde_json::from_value(serde_json::json!({"status": "Failure", "code": code,
+                "reason": "Expired", "message": "too old resource version: 263 (271)"}))
+            .expect("a Status"),
+        ))
+    }
+
+    fn summary(items: &[Result<watcher::Event<ConfigMap>, watcher::Error>]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                Ok(_) => "event".to_owned(),
+                Err(watcher::Error::WatchError(s)) => s.code.to_string(),
+                Err(e) => e.to_string(),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_gone_per_interval_passes_without_a_backoff_other_errors_always_reach_it() {
+        let first: Vec<_> = relist_at_once(futures::stream::iter([
+            Err(status(410)),
+            Ok(watcher::Event::<ConfigMap>::InitDone),
+            Err(status(500)),
+            Err(status(410)),
+        ]))
+        .collect()
+        .await;
+        assert_eq!(
+            summary(&first),
+            ["event", "500", "410"],
+            "the first 410 is swallowed, the next within the interval is not"
+        );
+
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let mut filtered = Box::pin(relist_at_once(rx));
+        tx.unbounded_send(Err(status(410))).expect("send");
+        tx.unbounded_send(Ok(watcher::Event::<ConfigMap>::InitDone))
+            .expect("send");
+        assert!(matches!(filtered.next().await, Some(Ok(_))));
+        tokio::time::advance(GONE_WITHOUT_BACKOFF).await;
+        tx.unbounded_send(Err(status(410))).expect("send");
+        tx.unbounded_send(Ok(watcher::Event::<ConfigMap>::InitDone))
+            .expect("send");
+        assert!(
+            matches!(filtered.next().await, Some(Ok(_))),
+            "a 410 after the interval is swallowed again"
+        );
     }
 }

@@ -9,21 +9,27 @@ use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
-use vmdhcp_controller::alloc::{self, Request as NicRequest};
-use vmdhcp_controller::context::Context;
+use vmdhcp_controller::context::{Context, PoolWriters};
 use vmdhcp_controller::metrics::Registry;
+use vmdhcp_controller::pool_batch::{BatchSettings, NicRequest, OpOutcome, PoolOp};
 use vmdhcp_controller::pool_plan::AgentSettings;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 fn context(client: Client) -> Arc<Context> {
-    context_with_pools(client, &[])
+    context_with(client, &[], BatchSettings::default())
 }
 
 /// A context whose IPPool cache holds `cached`.
 fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
+    context_with(client, cached, BatchSettings::default())
+}
+
+/// A context whose IPPool cache holds `cached`, batching pool writes by `batch`.
+fn context_with(client: Client, cached: &[IPPool], batch: BatchSettings) -> Arc<Context> {
     let (pools, mut writer) = reflector::store();
     for pool in cached {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(pool.clone()));
@@ -42,7 +48,14 @@ fn context_with_pools(client: Client, cached: &[IPPool]) -> Arc<Context> {
         pools,
         vmnetcfgs,
         allocators: Mutex::default(),
-        pool_locks: Mutex::default(),
+        writers: PoolWriters::new(
+            batch,
+            Reporter {
+                controller: "vm-dhcp-controller".into(),
+                instance: None,
+            },
+            CancellationToken::new(),
+        ),
         backoffs: vmdhcp_controller::context::Backoffs::default(),
         recorder: Recorder::new(
             client,
@@ -134,18 +147,13 @@ async fn an_allocation_that_conflicts_is_redone_on_the_fresh_status() {
         puts
     });
     let mac = "aa:aa:aa:aa:aa:01";
-    let req = NicRequest {
-        mac_text: mac,
-        mac: mac.parse().expect("mac"),
-        desired: None,
-        previous: None,
-    };
     let got = ctx
-        .update_pool("default", "net-48", |pool: &mut IPPool, ipam| {
-            alloc::allocate(pool, ipam, &req).map_err(|m| vmdhcp_controller::Error::Nics(vec![m]))
-        })
+        .submit("default", "net-48", allocate(mac), "default/vm-1")
         .await
         .expect("allocated after one retry");
+    let OpOutcome::Allocated(got) = got else {
+        panic!("{got:?}");
+    };
     assert_eq!(
         got.ip.to_string(),
         "192.168.48.82",
@@ -375,9 +383,10 @@ async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
     assert_eq!(
         calls,
         [
+            "GET /apis/network.harvesterhci.io/v1alpha1/namespaces/default/ippools/net-48",
             "PUT /apis/network.harvesterhci.io/v1alpha1/namespaces/default/virtualmachinenetworkconfigs/vm-1/status"
         ],
-        "the pool is not touched"
+        "the pool is read (the cache may lag behind), not written"
     );
     let allocated = puts[0]["status"]["conditions"]
         .as_array()
@@ -396,15 +405,19 @@ async fn a_nic_whose_pool_is_not_ready_fails_alone_with_upstreams_message() {
     );
 }
 
-/// A pool on a fake API server that enforces `resourceVersion` like the real one.
-async fn serve_pool_with_versions(mut handle: Handle, requests: usize) -> (Value, usize) {
+/// A pool on a fake API server that enforces `resourceVersion` like the real one, until the
+/// client is dropped: the pool as stored, conflicts, reads, writes.
+async fn serve_pool_with_versions(mut handle: Handle) -> (Value, usize, usize, usize) {
     let mut stored = pool_json("1", &json!({}));
-    let mut conflicts = 0;
-    for _ in 0..requests {
-        let (req, send) = handle.next_request().await.expect("request");
+    let (mut conflicts, mut gets, mut puts) = (0, 0, 0);
+    while let Some((req, send)) = handle.next_request().await {
         match *req.method() {
-            Method::GET => send.send_response(respond(StatusCode::OK, &stored)),
+            Method::GET => {
+                gets += 1;
+                send.send_response(respond(StatusCode::OK, &stored));
+            }
             Method::PUT => {
+                puts += 1;
                 let mut written = body(req).await;
                 if written["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"] {
                     let next = stored["metadata"]["resourceVersion"]
@@ -423,52 +436,77 @@ async fn serve_pool_with_versions(mut handle: Handle, requests: usize) -> (Value
                     ));
                 }
             }
+            // The writer's Events about each batch.
+            Method::POST if req.uri().path().ends_with("/events") => {
+                let event = body(req).await;
+                send.send_response(respond(StatusCode::CREATED, &event));
+            }
             ref other => panic!("unexpected {other}"),
         }
     }
-    (stored, conflicts)
+    (stored, conflicts, gets, puts)
 }
 
-#[tokio::test]
-async fn allocations_of_one_process_to_one_pool_take_turns_instead_of_conflicting() {
+fn allocate(mac: &str) -> PoolOp {
+    PoolOp::Allocate(NicRequest {
+        mac_text: mac.to_owned(),
+        mac: mac.parse().expect("mac"),
+        desired: None,
+        previous: None,
+    })
+}
+
+/// Four NICs of one process ask one pool at once, with pool writes batched by `max`: their
+/// addresses, and the pool as stored with the number of conflicts, reads and writes.
+async fn four_nics_at_once(max: usize) -> (Vec<String>, Value, usize, usize, usize) {
     let (service, handle): (_, Handle) = tower_test::mock::pair();
-    let ctx = context(Client::new(service, "default"));
-    // Four allocations, one GET and one PUT each when they take turns.
-    let server = tokio::spawn(serve_pool_with_versions(handle, 8));
-    let macs: [&'static str; 4] = [
-        "aa:aa:aa:aa:aa:01",
-        "aa:aa:aa:aa:aa:02",
-        "aa:aa:aa:aa:aa:03",
-        "aa:aa:aa:aa:aa:04",
-    ];
-    let tasks: Vec<_> = macs
-        .into_iter()
-        .map(|mac| {
+    let ctx = context_with(
+        Client::new(service, "default"),
+        &[],
+        BatchSettings {
+            max,
+            wait: std::time::Duration::ZERO,
+        },
+    );
+    let server = tokio::spawn(serve_pool_with_versions(handle));
+    let tasks: Vec<_> = (1..=4)
+        .map(|i| {
             let ctx = ctx.clone();
             tokio::spawn(async move {
-                let req = NicRequest {
-                    mac_text: mac,
-                    mac: mac.parse().expect("mac"),
-                    desired: None,
-                    previous: None,
-                };
-                ctx.update_pool("default", "net-48", |pool: &mut IPPool, alloc| {
-                    alloc::allocate(pool, alloc, &req)
-                        .map_err(|m| vmdhcp_controller::Error::Nics(vec![m]))
-                })
-                .await
-                .expect("allocated")
-                .ip
+                match ctx
+                    .submit(
+                        "default",
+                        "net-48",
+                        allocate(&format!("aa:aa:aa:aa:aa:0{i}")),
+                        &format!("default/vm-{i}"),
+                    )
+                    .await
+                    .expect("allocated")
+                {
+                    OpOutcome::Allocated(a) => a.ip.to_string(),
+                    other => panic!("{other:?}"),
+                }
             })
         })
         .collect();
     let mut ips = Vec::new();
     for t in tasks {
-        ips.push(t.await.expect("task").to_string());
+        ips.push(t.await.expect("task"));
     }
-    let (stored, conflicts) = server.await.expect("fake server");
-    assert_eq!(conflicts, 0);
+    // The writer lets go of the context once nothing waits; then the server sees the end.
+    drop(ctx);
+    let (stored, conflicts, gets, puts) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the writer let go of the client")
+            .expect("fake server");
     ips.sort();
+    (ips, stored, conflicts, gets, puts)
+}
+
+#[tokio::test]
+async fn nics_waiting_for_one_pool_share_one_status_write() {
+    let (ips, stored, conflicts, gets, puts) = four_nics_at_once(500).await;
     assert_eq!(
         ips,
         [
@@ -479,10 +517,38 @@ async fn allocations_of_one_process_to_one_pool_take_turns_instead_of_conflictin
         ]
     );
     assert_eq!(
+        (conflicts, gets, puts),
+        (0, 1, 1),
+        "one read, one write for four NICs"
+    );
+    assert_eq!(
         stored["status"]["ipv4"]["allocated"]
             .as_object()
             .map(serde_json::Map::len),
         Some(4)
+    );
+    assert_eq!(
+        (
+            stored["status"]["ipv4"]["used"].clone(),
+            stored["status"]["ipv4"]["available"].clone()
+        ),
+        (json!(4), json!(6))
+    );
+}
+
+#[tokio::test]
+async fn batch_size_one_writes_once_per_nic_on_the_pool_it_wrote_last() {
+    let (ips, stored, conflicts, gets, puts) = four_nics_at_once(1).await;
+    assert_eq!(ips.len(), 4);
+    assert_eq!(
+        ips.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        4,
+        "distinct: {ips:?}"
+    );
+    assert_eq!(
+        (conflicts, gets, puts),
+        (0, 1, 4),
+        "one write per NIC; the pool is read once, then each write starts from the previous one"
     );
     assert_eq!(stored["metadata"]["resourceVersion"], "5");
 }
@@ -546,5 +612,160 @@ async fn a_leader_whose_renewal_hangs_stops_leading_at_its_renew_deadline() {
     assert!(
         after >= std::time::Duration::from_secs(10) && after < std::time::Duration::from_secs(13),
         "{after:?}"
+    );
+}
+
+/// Everything one reconcile called (method, path, body), served by `answer` until the client
+/// is dropped.
+async fn serve_all(
+    mut handle: Handle,
+    answer: impl Fn(&str, &str, &Value) -> Response<Body>,
+) -> Vec<(String, String, Value)> {
+    let mut calls = Vec::new();
+    while let Some((req, send)) = handle.next_request().await {
+        let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+        let sent = if method == "GET" || method == "DELETE" {
+            Value::Null
+        } else {
+            body(req).await
+        };
+        send.send_response(answer(&method, &path, &sent));
+        calls.push((method, path, sent));
+    }
+    calls
+}
+
+const NAD_PATH: &str =
+    "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/net-48";
+const AGENT_PATH: &str = "/api/v1/namespaces/harvester-system/pods/default-net-48-agent";
+
+fn labelled_nad() -> Value {
+    json!({"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "net-48", "namespace": "default", "resourceVersion": "9", "labels": {
+            "network.harvesterhci.io/clusternetwork": "mgmt",
+            "network.harvesterhci.io/ippool-namespace": "default",
+            "network.harvesterhci.io/ippool-name": "net-48"}},
+        "spec": {"config": "{}"}})
+}
+
+#[tokio::test]
+async fn a_refused_agent_pod_is_reported_and_the_rest_of_the_status_is_written() {
+    const REFUSAL: &str = "pods \"default-net-48-agent\" is forbidden: error looking up service account harvester-system/agent: serviceaccount \"agent\" not found";
+    let (service, handle): (_, Handle) = tower_test::mock::pair();
+    let ctx = context(Client::new(service, "default"));
+    let pool: IPPool = serde_json::from_value(pool_json("5", &json!({}))).expect("pool");
+    let server = tokio::spawn(serve_all(handle, |method, path, sent| {
+        match (method, path) {
+            ("GET", NAD_PATH) => respond(StatusCode::OK, &labelled_nad()),
+            ("GET", AGENT_PATH) => respond(
+                StatusCode::NOT_FOUND,
+                &status(404, "NotFound", "pods \"default-net-48-agent\" not found"),
+            ),
+            ("POST", "/api/v1/namespaces/harvester-system/pods") => {
+                respond(StatusCode::FORBIDDEN, &status(403, "Forbidden", REFUSAL))
+            }
+            ("POST", p) if p.ends_with("/events") => respond(StatusCode::CREATED, sent),
+            ("PUT", p) if p.ends_with("/ippools/net-48/status") => respond(StatusCode::OK, sent),
+            other => panic!("unexpected call {other:?}"),
+        }
+    }));
+    let outcome = vmdhcp_controller::reconcile::ippool::reconcile(Arc::new(pool), ctx).await;
+    let calls = server.await.expect("mock server");
+    let failed = outcome.expect_err("a refused agent retries with the pool's backoff");
+    assert!(failed.to_string().contains(REFUSAL), "{failed}");
+
+    let (_, _, written) = calls
+        .iter()
+        .find(|(m, p, _)| m == "PUT" && p.ends_with("/status"))
+        .expect("the status is written despite the refusal");
+    assert_eq!(
+        written["status"]["agentPodRef"],
+        Value::Null,
+        "no reference to a pod that does not exist"
+    );
+    let condition = |type_: &str| {
+        written["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or_default().to_owned(),
+                    c["reason"].as_str().unwrap_or_default().to_owned(),
+                    c["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+    };
+    assert_eq!(
+        condition("Registered"),
+        Some(("False".into(), "Error".into(), REFUSAL.into()))
+    );
+    assert_eq!(
+        condition("AgentReady"),
+        Some((
+            "False".into(),
+            "Error".into(),
+            "agent for ippool default/net-48 is not deployed".into()
+        ))
+    );
+    assert_eq!(
+        condition("CacheReady"),
+        Some(("True".into(), String::new(), String::new()))
+    );
+    assert_eq!(written["status"]["ipv4"]["available"], 10);
+    let warning = calls
+        .iter()
+        .find(|(m, p, e)| m == "POST" && p.ends_with("/events") && e["type"] == "Warning")
+        .map(|(_, _, e)| e.clone())
+        .expect("a Warning Event on the pool");
+    assert_eq!(warning["reason"], "AgentDeployFailed");
+    assert_eq!(warning["regarding"]["kind"], "IPPool");
+    assert!(
+        warning["note"]
+            .as_str()
+            .is_some_and(|n| n.contains(REFUSAL)),
+        "{warning}"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_while_unlabelling_the_nad_keeps_the_finalizer() {
+    let (service, handle): (_, Handle) = tower_test::mock::pair();
+    let ctx = context(Client::new(service, "default"));
+    let mut pool = pool_json("5", &json!({}));
+    pool["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let pool: IPPool = serde_json::from_value(pool).expect("pool");
+    let server = tokio::spawn(serve_all(handle, |method, path, _| match (method, path) {
+        ("DELETE", AGENT_PATH) => respond(
+            StatusCode::NOT_FOUND,
+            &status(404, "NotFound", "pods \"default-net-48-agent\" not found"),
+        ),
+        ("GET", NAD_PATH) => respond(StatusCode::OK, &labelled_nad()),
+        // Someone else (Harvester's network controller) wrote the NAD in between.
+        ("PUT", NAD_PATH) => respond(
+            StatusCode::CONFLICT,
+            &status(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on network-attachment-definitions.k8s.cni.cncf.io \"net-48\": the object has been modified; please apply your changes to the latest version and try again",
+            ),
+        ),
+        other => panic!("unexpected call {other:?}: the finalizer must stay"),
+    }));
+    let outcome = vmdhcp_controller::reconcile::ippool::reconcile(Arc::new(pool), ctx).await;
+    let calls = server.await.expect("mock server");
+    let failed = outcome.expect_err("an error keeps the finalizer for the retry");
+    assert!(failed.is_conflict(), "{failed}");
+    let (_, _, put) = calls
+        .iter()
+        .find(|(m, p, _)| m == "PUT" && p == NAD_PATH)
+        .expect("the NAD update");
+    assert_eq!(
+        put["metadata"]["labels"],
+        json!({"network.harvesterhci.io/clusternetwork": "mgmt"}),
+        "the back-labels are what is removed"
+    );
+    assert!(
+        calls.iter().all(|(_, p, _)| !p.contains("/ippools/")),
+        "the pool is left as it is: {calls:?}"
     );
 }

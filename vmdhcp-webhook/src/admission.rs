@@ -1,12 +1,15 @@
 //! Admission decisions: an `AdmissionReview` body in, an `AdmissionReview` out. No IO.
 //!
-//! Routing (spec/upstream.md §5):
+//! Routing:
 //!
 //! | webhook | resource | operations | rule |
 //! |---|---|---|---|
 //! | mutation | `ippools` | CREATE | [`default_ippool`]: JSON patch, `patchType: JSONPatch` |
 //! | validation | `ippools` | CREATE, UPDATE, DELETE | [`vmdhcp_api::validate::ippool`] |
 //! | validation | `virtualmachinenetworkconfigs` | CREATE, UPDATE | [`vmdhcp_api::validate::vmnetcfg`] |
+//!
+//! Both validating webhooks of the configuration (see [`registration`](crate::registration))
+//! post to the validation path; which requests reach it at all is decided there.
 //!
 //! Anything else (subresources, other kinds, CONNECT) is allowed untouched: the webhook
 //! configurations never send it, and refusing what we do not understand would block the
@@ -15,8 +18,10 @@
 //! # Denials
 //! `allowed: false` with `status.message` in upstream's words
 //! ([`admission_denied`]: `cannot <op> <Kind> <ns>/<name> because <cause>`), every violation's
-//! field in `status.details.causes`, and a 4xx code instead of upstream's 500
-//! (spec/upstream.md §14.6):
+//! field in `status.details.causes`, and a 4xx code instead of upstream's 500. The API server
+//! passes code, reason and causes on and prefixes the message with `admission webhook "<name>"
+//! denied the request: `; `kubectl` prints a 422 `Invalid` from the causes alone (`The IPPool
+//! "x" is invalid: <field>: <cause>`), other codes as `Error from server (<reason>): <message>`.
 //!
 //! | code | reason | when |
 //! |---|---|---|
@@ -24,9 +29,13 @@
 //! | 409 | `Conflict` | deleting an IPPool that vmnetcfgs still use |
 //! | 422 | `Invalid` | a field value is refused (validation, or defaulting impossible) |
 //!
+//! # Warnings
+//! An admitted IPPool may carry `response.warnings` ([`validate::ippool::warnings`]), each
+//! `<field>: <advice>`; the API server sends them as `Warning` headers and `kubectl` prints
+//! them as `Warning: …`.
+//!
 //! v1 and v1beta1 reviews have the same shape; the answer echoes the request's `apiVersion`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
@@ -42,7 +51,7 @@ use vmdhcp_api::consts::{GROUP, KIND_IPPOOL, KIND_VMNETCFG, PLURAL_IPPOOL, PLURA
 use vmdhcp_api::default::default_ippool;
 use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::message::{Operation, admission_denied};
-use vmdhcp_api::network::{NamespacedName, pool_ref_from_nad_labels};
+use vmdhcp_api::network::NamespacedName;
 use vmdhcp_api::validate::vmnetcfg::Network;
 use vmdhcp_api::validate::{self, Violation};
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
@@ -75,12 +84,12 @@ impl Webhook {
 ///
 /// Implemented by [`Caches`](crate::cache::Caches) over kube-runtime reflector stores.
 pub trait Cluster {
-    /// The labels of a NetworkAttachmentDefinition; `None` when it does not exist.
-    fn nad_labels(&self, nad: &NamespacedName) -> Option<BTreeMap<String, String>>;
+    /// Whether a NetworkAttachmentDefinition exists.
+    fn nad_exists(&self, nad: &NamespacedName) -> bool;
     /// One IPPool.
     fn ippool(&self, pool: &NamespacedName) -> Option<Arc<IPPool>>;
     /// Every IPPool.
-    fn ippools(&self) -> Vec<IPPool>;
+    fn ippools(&self) -> Vec<Arc<IPPool>>;
     /// Every VirtualMachineNetworkConfig.
     fn vmnetcfgs(&self) -> Vec<VirtualMachineNetworkConfig>;
 }
@@ -357,29 +366,37 @@ fn validate_ippool(
         Ok(pool) => pool,
         Err(cause) => return subject.bad_request(req, &cause),
     };
-    let nad_exists = new
-        .network()
-        .is_ok_and(|nad| cluster.nad_labels(&nad).is_some());
+    let nad_exists = new.network().is_ok_and(|nad| cluster.nad_exists(&nad));
     let pools = cluster.ippools();
     let ctx = validate::ippool::Context {
         service_cidr: settings.service_cidr,
         nad_exists,
         pools: &pools,
     };
-    let violations = if op == Operation::Update {
-        let old: IPPool = match decode(req, true) {
-            Ok(pool) => pool,
+    let old: Option<IPPool> = if op == Operation::Update {
+        match decode(req, true) {
+            Ok(pool) => Some(pool),
             Err(cause) => return subject.bad_request(req, &cause),
-        };
-        validate::ippool::validate_update(&old, &new, &ctx)
+        }
     } else {
-        validate::ippool::validate_create(&new, &ctx)
+        None
     };
-    if violations.is_empty() {
-        AdmissionResponse::from(req)
-    } else {
-        subject.invalid(req, &violations)
+    let violations = match &old {
+        Some(old) => validate::ippool::validate_update(old, &new, &ctx),
+        None => validate::ippool::validate_create(&new, &ctx),
+    };
+    if !violations.is_empty() {
+        return subject.invalid(req, &violations);
     }
+    let mut response = AdmissionResponse::from(req);
+    let warnings: Vec<String> = validate::ippool::warnings(old.as_ref(), &new)
+        .iter()
+        .map(|w| format!("{}: {}", w.field, w.message))
+        .collect();
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response
 }
 
 /// Delete protection keyed by the pool's `spec.networkName` (upstream issue #10380).
@@ -407,13 +424,6 @@ fn validate_ippool_delete(
     subject.deny(req, 409, reason::CONFLICT, &cause, &violations)
 }
 
-/// What a NIC's network turned out to be.
-enum Found {
-    NadMissing,
-    Unmanaged,
-    Managed(Arc<IPPool>),
-}
-
 fn validate_vmnetcfg(
     req: &AdmissionRequest<DynamicObject>,
     op: Operation,
@@ -424,29 +434,18 @@ fn validate_vmnetcfg(
         Ok(cfg) => cfg,
         Err(cause) => return subject.bad_request(req, &cause),
     };
-    // Looked up once, before validation, so the lookup closure can lend out `&IPPool`s.
-    let found: HashMap<NamespacedName, Found> = new
-        .spec
-        .network_configs
-        .iter()
-        .filter_map(|nic| new.network_of(nic).ok())
-        .map(|network| {
-            let found = match cluster.nad_labels(&network) {
-                None => Found::NadMissing,
-                Some(labels) => {
-                    match pool_ref_from_nad_labels(&labels).and_then(|pool| cluster.ippool(&pool)) {
-                        Some(pool) => Found::Managed(pool),
-                        None => Found::Unmanaged,
-                    }
-                }
-            };
-            (network, found)
-        })
-        .collect();
-    let lookup = |network: &NamespacedName| match found.get(network) {
-        Some(Found::Managed(pool)) => Network::Managed(pool),
-        Some(Found::Unmanaged) => Network::Unmanaged,
-        Some(Found::NadMissing) | None => Network::NadNotFound,
+    // A NIC's pool is found as the controller finds the pool it allocates from: by network
+    // name. The NAD's back-labels are written by the controller once the pool exists, so
+    // they lag behind the pool and go stale after it.
+    let pools = cluster.ippools();
+    let lookup = |network: &NamespacedName| {
+        if !cluster.nad_exists(network) {
+            return Network::NadNotFound;
+        }
+        match validate::vmnetcfg::pool_for_network(network, &pools) {
+            Some(pool) => Network::Managed(pool),
+            None => Network::Unmanaged,
+        }
     };
     let violations = if op == Operation::Update {
         let old: VirtualMachineNetworkConfig = match decode(req, true) {

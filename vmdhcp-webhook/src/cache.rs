@@ -1,10 +1,11 @@
 //! The objects the validators look at, kept by kube-runtime reflectors: IPPools,
-//! VirtualMachineNetworkConfigs, and the metadata of NetworkAttachmentDefinitions (their labels
-//! are all the checks read, so the NAD specs are never downloaded).
+//! VirtualMachineNetworkConfigs, and the metadata of NetworkAttachmentDefinitions (whether one
+//! exists is all the checks ask, so the NAD specs are never downloaded).
 //!
-//! Each reflector runs its watcher with the default backoff: a dropped or failing watch is
-//! retried and the store keeps its last contents meanwhile. Managed fields are dropped before
-//! caching; nothing reads them.
+//! Each reflector runs its watcher through [`retrying`] (0.5 s doubling to at most 4 s, a
+//! `410 Gone` relisted at once): a dropped or failing watch is retried and the store keeps its
+//! last contents meanwhile, and after an API server outage the caches catch up within seconds.
+//! Managed fields are dropped before caching; nothing reads them.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,10 +17,11 @@ use kube::core::PartialObjectMetaExt;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 use vmdhcp_api::ippool::IPPool;
 use vmdhcp_api::network::NamespacedName;
+use vmdhcp_api::runtime::retrying;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
 use crate::admission::Cluster;
@@ -61,29 +63,26 @@ impl Caches {
 
         let pool_events = reflector::reflector(
             pools_writer,
-            watcher::watcher(
+            retrying(watcher::watcher(
                 Api::<IPPool>::all(client.clone()),
                 watcher::Config::default(),
-            )
-            .default_backoff()
+            ))
             .modify(drop_managed_fields),
         );
         let vmnetcfg_events = reflector::reflector(
             vmnetcfgs_writer,
-            watcher::watcher(
+            retrying(watcher::watcher(
                 Api::<VirtualMachineNetworkConfig>::all(client.clone()),
                 watcher::Config::default(),
-            )
-            .default_backoff()
+            ))
             .modify(drop_managed_fields),
         );
         let nad_events = reflector::reflector(
             nads_writer,
-            watcher::watcher(
+            retrying(watcher::watcher(
                 Api::<NadMeta>::all_with(client.clone(), &nad_resource()),
                 watcher::Config::default(),
-            )
-            .default_backoff()
+            ))
             .modify(drop_managed_fields),
         );
         let run = async move {
@@ -108,7 +107,7 @@ impl Caches {
     }
 
     /// Stores filled once from the given objects: a fixed snapshot of a cluster, for tests and
-    /// tools. NADs are given as namespace, name and labels.
+    /// tools. NADs are given as namespace, name and labels (kept, though no check reads them).
     pub fn from_objects(
         pools: Vec<IPPool>,
         vmnetcfgs: Vec<VirtualMachineNetworkConfig>,
@@ -192,9 +191,9 @@ where
 }
 
 impl Cluster for Caches {
-    fn nad_labels(&self, nad: &NamespacedName) -> Option<BTreeMap<String, String>> {
+    fn nad_exists(&self, nad: &NamespacedName) -> bool {
         let key = ObjectRef::new_with(&nad.name, nad_resource()).within(&nad.namespace);
-        self.nads.get(&key).map(|meta| meta.labels().clone())
+        self.nads.get(&key).is_some()
     }
 
     fn ippool(&self, pool: &NamespacedName) -> Option<Arc<IPPool>> {
@@ -202,8 +201,8 @@ impl Cluster for Caches {
             .get(&ObjectRef::new(&pool.name).within(&pool.namespace))
     }
 
-    fn ippools(&self) -> Vec<IPPool> {
-        self.pools.state().iter().map(|p| (**p).clone()).collect()
+    fn ippools(&self) -> Vec<Arc<IPPool>> {
+        self.pools.state()
     }
 
     fn vmnetcfgs(&self) -> Vec<VirtualMachineNetworkConfig> {
@@ -239,15 +238,8 @@ mod tests {
         );
         caches.wait_synced().await.unwrap();
         let nad = NamespacedName::new("default", "net-48");
-        assert_eq!(
-            caches.nad_labels(&nad).unwrap()["network.harvesterhci.io/ippool-name"],
-            "net-48"
-        );
-        assert!(
-            caches
-                .nad_labels(&NamespacedName::new("other", "net-48"))
-                .is_none()
-        );
+        assert!(caches.nad_exists(&nad));
+        assert!(!caches.nad_exists(&NamespacedName::new("other", "net-48")));
         assert!(caches.ippool(&nad).is_some());
         assert!(
             caches

@@ -1,4 +1,4 @@
-//! Command-line flags: upstream's names and environment variables (spec/upstream.md §8), plus
+//! Command-line flags: upstream's names and environment variables, plus
 //! the TLS and registration settings upstream hard-coded.
 
 use std::net::IpAddr;

@@ -2,7 +2,7 @@
 //!
 //! `vmdhcp-webhook` is the admission webhook of vmdhcp: it defaults and validates IPPools and
 //! validates VirtualMachineNetworkConfigs with the rules, paths and messages of Harvester's
-//! `vm-dhcp-webhook` (spec/upstream.md §5), and manages its own TLS and registration.
+//! `vm-dhcp-webhook`, and manages its own TLS and registration.
 //!
 //! Pure
 //! - [`admission`] — an `AdmissionReview` body and a view of the cluster in, the answer out.
@@ -22,8 +22,12 @@
 //!
 //! # Fixed against upstream
 //! Denials carry 4xx codes (400, 409, 422) instead of 500 `InternalError`; IPPool deletion is
-//! protected by the pool's `spec.networkName` (upstream issue #10380); defaulting emits `add`
-//! operations; v1beta1 reviews are answered as v1beta1; certificates renew without a restart.
+//! protected by the pool's `spec.networkName` (upstream issue #10380); a NIC's pool is found by
+//! network name, as the controller allocates, not through the NAD's labels; a NIC added by an
+//! update is checked as on create; odd lease times are admitted with a warning; defaulting
+//! emits `add` operations; v1beta1 reviews are answered as v1beta1; certificates renew without a restart;
+//! the controller's finalizer, status and vmnetcfg spec writes go through while no replica
+//! answers (match conditions, an `Ignore` webhook for vmnetcfg updates: see [`registration`]).
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod admission;

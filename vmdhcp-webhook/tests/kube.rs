@@ -408,7 +408,14 @@ async fn a_changed_ca_updates_on_the_read_version_and_retries_conflicts() {
             StatusCode::OK,
             &list("ValidatingWebhookConfiguration", &items),
         );
-        let (body, _, send) = expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        // First asked what the server would store: something else, so it is written.
+        let (body, query, send) =
+            expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        assert!(query.contains("dryRun=All"), "{query}");
+        reply(send, StatusCode::OK, &body);
+        let (body, query, send) =
+            expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        assert!(!query.contains("dryRun"), "{query}");
         assert_eq!(body["metadata"]["resourceVersion"], "41");
         reply(
             send,
@@ -423,7 +430,14 @@ async fn a_changed_ca_updates_on_the_read_version_and_retries_conflicts() {
             StatusCode::OK,
             &list("ValidatingWebhookConfiguration", &[newer]),
         );
-        let (body, _, send) = expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        let (body, query, send) =
+            expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        assert!(query.contains("dryRun=All"), "{query}");
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
+        reply(send, StatusCode::OK, &body);
+        let (body, query, send) =
+            expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        assert!(!query.contains("dryRun"), "{query}");
         assert_eq!(body["metadata"]["resourceVersion"], "42");
         assert_eq!(
             body["metadata"]["labels"]["keep"], "me",
@@ -443,6 +457,54 @@ async fn a_changed_ca_updates_on_the_read_version_and_retries_conflicts() {
     let got = registration::apply(&client, &new).await.unwrap();
     script.await.unwrap();
     assert_eq!(got, (Outcome::Updated, Outcome::Kept));
+}
+
+/// Before Kubernetes 1.28 the API server drops `matchConditions`: what it stores then
+/// differs from ours forever, and a dry run shows that writing would change nothing.
+#[tokio::test]
+async fn a_server_that_drops_match_conditions_is_not_rewritten() {
+    let (client, mut server) = mock();
+    let reg = registration("CA-1");
+    let mut stored_validating = as_stored(
+        serde_json::to_value(registration::validating(&reg)).unwrap(),
+        "ValidatingWebhookConfiguration",
+        "7",
+    );
+    for hook in stored_validating["webhooks"].as_array_mut().unwrap() {
+        hook.as_object_mut().unwrap().remove("matchConditions");
+    }
+    let stored_mutating = as_stored(
+        serde_json::to_value(registration::mutating(&reg)).unwrap(),
+        "MutatingWebhookConfiguration",
+        "8",
+    );
+    let script = tokio::spawn(async move {
+        let (_, _, send) = expect(&mut server, Method::GET, VALIDATING).await;
+        let items = vec![stored_validating.clone()];
+        reply(
+            send,
+            StatusCode::OK,
+            &list("ValidatingWebhookConfiguration", &items),
+        );
+        let (mut body, query, send) =
+            expect(&mut server, Method::PUT, &format!("{VALIDATING}/wh")).await;
+        assert!(query.contains("dryRun=All"), "{query}");
+        assert!(body["webhooks"][0].get("matchConditions").is_some());
+        for hook in body["webhooks"].as_array_mut().unwrap() {
+            hook.as_object_mut().unwrap().remove("matchConditions");
+        }
+        reply(send, StatusCode::OK, &body);
+        // No real write: next comes the mutating configuration.
+        let (_, _, send) = expect(&mut server, Method::GET, MUTATING).await;
+        reply(
+            send,
+            StatusCode::OK,
+            &list("MutatingWebhookConfiguration", &[stored_mutating]),
+        );
+    });
+    let got = registration::apply(&client, &reg).await.unwrap();
+    script.await.unwrap();
+    assert_eq!(got, (Outcome::Kept, Outcome::Kept));
 }
 
 #[tokio::test]

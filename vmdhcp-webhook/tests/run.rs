@@ -183,6 +183,10 @@ fn answer(
             if stored_version != Some(body["metadata"]["resourceVersion"].clone()) {
                 return failure(409, "Conflict", "the object has been modified");
             }
+            // A dry run answers with what would be stored and stores nothing.
+            if query.split('&').any(|kv| kv == "dryRun=All") {
+                return (200, body);
+            }
             (200, state.store(key, body))
         }
         _ => {

@@ -13,7 +13,8 @@
 //! `--first 10.99.0.10`, `--last 10.99.255.250`, `--leases static|dynamic`, `--clients 10000`
 //! (static: perfdhcp's first N MACs get `first + i`), `--mac-base 00:0c:01:02:03:04`,
 //! `--events` (consume an event channel, as an embedding agent would), `--recv-buffer BYTES`
-//! (`SO_RCVBUF`; default: the kernel's, as the other servers get).
+//! (`SO_RCVBUF`; default: the kernel's, as the other servers get), `--batch N` (datagrams per
+//! `recvmmsg`, 1..=32, default 32; 1 = batching off, the A/B baseline).
 //! Stops on SIGINT or SIGTERM and prints what it served.
 
 use std::error::Error;
@@ -42,6 +43,7 @@ struct Args {
     mac_base: MacAddr,
     events: bool,
     recv_buffer: Option<usize>,
+    batch: usize,
 }
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         events: false,
         // The kernel default, as Kea and dnsmasq get in the same run.
         recv_buffer: None,
+        batch: 32,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +84,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--clients" => a.clients = value.parse()?,
             "--mac-base" => a.mac_base = value.parse()?,
             "--recv-buffer" => a.recv_buffer = Some(value.parse()?),
+            "--batch" => a.batch = value.parse()?,
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -154,7 +158,7 @@ async fn serve<L: LeaseSource + Send + 'static>(
     leases: L,
 ) -> Result<(), Box<dyn Error>> {
     let shutdown = CancellationToken::new();
-    let mut server = Server::new(config, leases);
+    let mut server = Server::new(config, leases).with_batch_size(args.batch);
     let counted = Arc::new(AtomicU64::new(0));
     if args.events {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4096);

@@ -1,5 +1,5 @@
-//! One test per row of spec/dhcp.md §5.4 and per reply-destination rule of §5.3, then the
-//! option rules of §5.2.
+//! One test per row of the RFC 2131 §4.3 message-handling table and per reply-destination rule
+//! of §4.1, then the option rules of RFC 2131/2132.
 
 use std::time::Duration;
 

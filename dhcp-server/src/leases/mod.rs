@@ -188,21 +188,55 @@ impl<'r, 'a> Query<'r, 'a> {
 /// Why a DISCOVER gets no offer.
 ///
 /// ```
-/// assert_ne!(dhcp_server::NoOffer::UnknownClient, dhcp_server::NoOffer::Exhausted);
+/// # use std::time::Instant;
+/// # use dhcp_server::*;
+/// # let mut b = vec![0u8; 236];
+/// # b[..3].copy_from_slice(&[1, 1, 6]);
+/// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+/// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+/// # let request = Request::parse(&b)?;
+/// // A query about 02:00:00:00:00:01, as the engine passes it.
+/// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+/// let mut nobody = StaticLeases::new();
+/// assert_eq!(nobody.offer(&query), Err(NoOffer::UnknownClient));
+///
+/// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+/// let mut leases: StaticLeases = [(mac, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+/// leases.mark_conflict(mac, "10.0.0.50".parse()?);
+/// assert_eq!(leases.offer(&query), Err(NoOffer::Conflict("10.0.0.50".parse()?)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NoOffer {
     /// The source does not serve this client (not in the static table).
     UnknownClient,
     /// No address is free.
     Exhausted,
+    /// The client's address is in conflict (declined) and not cleared yet.
+    Conflict(Ipv4Addr),
 }
 
 /// The lease source's verdict on a REQUEST for an address.
 ///
 /// ```
-/// let c = dhcp_server::Confirmation::Unknown;
-/// assert!(matches!(c, dhcp_server::Confirmation::Unknown));
+/// # use std::time::Instant;
+/// # use dhcp_server::*;
+/// # let mut b = vec![0u8; 236];
+/// # b[..3].copy_from_slice(&[1, 1, 6]);
+/// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+/// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+/// # let request = Request::parse(&b)?;
+/// // A query about 02:00:00:00:00:01, as the engine passes it.
+/// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+/// let lease = Lease::new("10.0.0.50".parse()?);
+/// let mut leases: StaticLeases =
+///     [(MacAddr::new([2, 0, 0, 0, 0, 1]), lease.clone())].into_iter().collect();
+/// let state = RequestState::Selecting;
+/// assert_eq!(leases.confirm(&query, lease.addr(), state), Confirmation::Ack(lease));
+/// assert_eq!(leases.confirm(&query, "10.0.0.99".parse()?, state), Confirmation::Nak);
+/// assert_eq!(StaticLeases::new().confirm(&query, "10.0.0.50".parse()?, state), Confirmation::Unknown);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
@@ -241,16 +275,65 @@ pub enum Confirmation {
 ///         addr == self.0
 ///     }
 /// }
+///
+/// // Any source plugs into the engine, and into `Server::new`.
+/// # use std::time::Instant;
+/// # use dhcp_server::{decide, Config, Context, EventKind, Request};
+/// # let mut discover = vec![0u8; 236];
+/// # discover[..3].copy_from_slice(&[1, 1, 6]);
+/// # discover.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+/// let config = Config::builder("10.0.0.1".parse()?, "10.0.0.0/24".parse()?).build()?;
+/// let request = Request::parse(&discover)?;
+/// let ctx = Context::new(2, "0.0.0.0:68".parse()?, Ipv4Addr::BROADCAST);
+/// let mut source = One("10.0.0.7".parse()?);
+/// let decision = decide(&request, &ctx, &config, &mut source, Instant::now());
+/// assert_eq!(decision.event().kind(), EventKind::Offered);
+/// assert_eq!(decision.event().addr().to_string(), "10.0.0.7");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub trait LeaseSource {
     /// A DISCOVER: the lease to offer, held for the client until it requests it.
     ///
     /// # Errors
     /// [`NoOffer`] when the client gets nothing.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+    /// # let request = Request::parse(&b)?;
+    /// // A query about 02:00:00:00:00:01, as the engine passes it.
+    /// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+    /// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+    /// let mut leases: StaticLeases = [(mac, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// let offer = leases.offer(&query);
+    /// assert_eq!(offer.map(|lease| lease.addr()), Ok("10.0.0.50".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn offer(&mut self, query: &Query<'_, '_>) -> Result<Lease, NoOffer>;
 
     /// A REQUEST for `addr` in `state`: commit the binding (ACK), refuse it (NAK), or say the
     /// client is unknown.
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+    /// # let request = Request::parse(&b)?;
+    /// // A query about 02:00:00:00:00:01, as the engine passes it.
+    /// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+    /// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+    /// let mut leases: StaticLeases = [(mac, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// let verdict = leases.confirm(&query, "10.0.0.50".parse()?, RequestState::InitReboot);
+    /// assert!(matches!(verdict, Confirmation::Ack(lease) if lease.addr().to_string() == "10.0.0.50"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn confirm(
         &mut self,
         query: &Query<'_, '_>,
@@ -259,13 +342,76 @@ pub trait LeaseSource {
     ) -> Confirmation;
 
     /// A RELEASE of `addr`. Returns whether `addr` was the client's (and is now released).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+    /// # let request = Request::parse(&b)?;
+    /// // A query about 02:00:00:00:00:01, as the engine passes it.
+    /// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+    /// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+    /// let mut leases: StaticLeases = [(mac, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// assert!(leases.release(&query, "10.0.0.50".parse()?));
+    /// assert!(!leases.release(&query, "10.0.0.51".parse()?)); // not this client's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn release(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool;
 
     /// A DECLINE of `addr`: the client found it in use. Returns whether `addr` was the
     /// client's (and is now out of service).
+    ///
+    /// ```
+    /// # use std::time::Instant;
+    /// # use dhcp_server::*;
+    /// # let mut b = vec![0u8; 236];
+    /// # b[..3].copy_from_slice(&[1, 1, 6]);
+    /// # b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    /// # b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+    /// # let request = Request::parse(&b)?;
+    /// // A query about 02:00:00:00:00:01, as the engine passes it.
+    /// let query = Query::new(&request, Instant::now(), LeaseTime::from_secs(3600));
+    /// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+    /// let mut leases: StaticLeases = [(mac, Lease::new("10.0.0.50".parse()?))].into_iter().collect();
+    /// assert!(leases.decline(&query, "10.0.0.50".parse()?));
+    /// // Static leases keep the address and mark the pair in conflict until the embedder acts.
+    /// assert!(leases.is_conflicted(mac, "10.0.0.50".parse()?));
+    /// assert!(leases.offer(&query).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn decline(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool;
 
     /// The client selected another server: drop any offer held for it. Default: nothing.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use dhcp_server::{DynamicPool, LeaseSource, LeaseTime, NoOffer, Query, Request};
+    ///
+    /// # let discover = |last: u8| {
+    /// #     let mut b = vec![0u8; 236];
+    /// #     b[..3].copy_from_slice(&[1, 1, 6]);
+    /// #     b[28..34].copy_from_slice(&[2, 0, 0, 0, 0, last]);
+    /// #     b.extend([99, 130, 83, 99, 53, 1, 1, 255]);
+    /// #     b
+    /// # };
+    /// let (a, b) = (discover(1), discover(2)); // DISCOVERs from two clients
+    /// let (a, b) = (Request::parse(&a)?, Request::parse(&b)?);
+    /// let now = Instant::now();
+    /// let (a, b) = (Query::new(&a, now, LeaseTime::from_secs(3600)), Query::new(&b, now, LeaseTime::from_secs(3600)));
+    ///
+    /// // One address, held for 30 s for the client it was offered to.
+    /// let pool = ipam::Pool::new("10.0.0.0/24".parse()?, "10.0.0.10".parse()?, "10.0.0.10".parse()?)?;
+    /// let mut dynamic = DynamicPool::new(pool).with_offer_hold(Duration::from_secs(30));
+    /// assert!(dynamic.offer(&a).is_ok());
+    /// assert_eq!(dynamic.offer(&b), Err(NoOffer::Exhausted));
+    ///
+    /// dynamic.abandon(&a); // `a` chose another server: its offer is free at once
+    /// assert_eq!(dynamic.offer(&b).map(|lease| lease.addr()), Ok("10.0.0.10".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     fn abandon(&mut self, query: &Query<'_, '_>) {
         let _ = query;
     }

@@ -80,7 +80,7 @@ fn without_cookie_it_is_bootp_without_options() {
 }
 
 #[test]
-fn truncated_option_is_an_error_not_a_silent_stop() {
+fn a_truncated_message_type_or_client_id_is_an_error() {
     let mut bytes = Packet::new(DISCOVER).no_end().bytes();
     bytes.extend([61, 10, 1, 2]);
     assert_eq!(
@@ -97,38 +97,90 @@ fn truncated_option_is_an_error_not_a_silent_stop() {
         Request::parse(&bytes),
         Err(ParseError::TruncatedOption { code: 61, .. })
     ));
+    let mut bytes = Packet::bootp().no_end().bytes();
+    bytes.extend([53, 1]);
+    assert!(matches!(
+        Request::parse(&bytes),
+        Err(ParseError::TruncatedOption { code: 53, .. })
+    ));
 }
 
 #[test]
-fn missing_end_and_trailing_garbage_after_end_are_fine() {
+fn other_truncated_options_are_skipped_and_counted() {
+    for code in [12u8, 50, 54, 55, 82, 60] {
+        let mut bytes = Packet::new(DISCOVER).opt(61, &[1, 2]).no_end().bytes();
+        bytes.extend([code, 30, 1, 2, 3]);
+        let req = Request::parse(&bytes).unwrap();
+        assert_eq!(req.message_type(), Some(MessageType::Discover), "{code}");
+        assert_eq!(req.client_id(), Some(&[1, 2][..]));
+        assert_eq!(req.skips().count(Skip::Truncated), 1, "{code}");
+        assert_eq!(
+            req.skips().count(Skip::NoEnd),
+            0,
+            "truncation is not also a missing End"
+        );
+        assert_eq!(req.skips().first_code(), Some(code));
+        assert_eq!(req.option(code), None);
+        assert_eq!(req.requested_addr(), None);
+        assert_eq!(req.server_id(), None);
+        assert_eq!(req.relay_agent_info(), None);
+    }
+}
+
+#[test]
+fn a_missing_end_is_accepted_and_counted_trailing_garbage_is_not_read() {
     let bytes = Packet::new(DISCOVER).no_end().bytes();
-    assert_eq!(
-        Request::parse(&bytes).unwrap().message_type(),
-        Some(MessageType::Discover)
-    );
+    let req = Request::parse(&bytes).unwrap();
+    assert_eq!(req.message_type(), Some(MessageType::Discover));
+    assert_eq!(req.skips().count(Skip::NoEnd), 1);
+    assert_eq!(req.skips().first_code(), None);
     let mut bytes = Packet::new(DISCOVER).bytes();
     bytes.extend([61, 200, 1]); // after End: ignored
-    assert!(Request::parse(&bytes).unwrap().client_id().is_none());
+    let req = Request::parse(&bytes).unwrap();
+    assert!(req.client_id().is_none());
+    assert!(req.skips().is_empty());
 }
 
 #[test]
-fn fixed_size_options_with_wrong_length_are_errors() {
+fn a_message_type_of_the_wrong_length_is_an_error() {
+    let bytes = Packet::bootp().opt(53, &[1, 1]).bytes();
+    assert_eq!(
+        Request::parse(&bytes).unwrap_err(),
+        ParseError::BadOptionLength { code: 53, len: 2 }
+    );
+    // Split in two instances, it is still two bytes (RFC 3396).
+    let bytes = Packet::bootp().opt(53, &[1]).opt(53, &[3]).bytes();
+    assert!(matches!(
+        Request::parse(&bytes),
+        Err(ParseError::BadOptionLength { code: 53, len: 2 })
+    ));
+}
+
+#[test]
+fn other_fixed_size_options_of_the_wrong_length_are_absent() {
     for (code, value) in [
-        (53u8, &[1u8, 1][..]),
-        (54, &[1, 2, 3]),
+        (54u8, &[1u8, 2, 3][..]),
         (50, &[1]),
         (51, &[0; 5]),
         (57, &[2]),
+        (52, &[1, 1]),
+        (54, &[]),
     ] {
-        let bytes = Packet::bootp().opt(code, value).bytes();
-        assert_eq!(
-            Request::parse(&bytes).unwrap_err(),
-            ParseError::BadOptionLength {
-                code,
-                len: value.len()
-            },
-            "option {code}"
-        );
+        let bytes = Packet::new(REQUEST)
+            .opt(code, value)
+            .requested([10, 0, 0, 7].into())
+            .bytes();
+        let req = Request::parse(&bytes).unwrap();
+        assert_eq!(req.skips().count(Skip::BadLength), 1, "option {code}");
+        assert_eq!(req.skips().first_code(), Some(code));
+        match code {
+            54 => assert_eq!(req.server_id(), None),
+            // The malformed first instance and the good second one concatenate: 5 bytes.
+            50 => assert_eq!(req.requested_addr(), None),
+            51 => assert_eq!(req.requested_lease_time(), None),
+            57 => assert_eq!(req.max_message_size(), None),
+            _ => assert_eq!(req.overload(), 0),
+        }
     }
 }
 
@@ -198,12 +250,21 @@ fn overload_reads_file_then_sname() {
 }
 
 #[test]
-fn overload_errors() {
-    let bytes = Packet::new(DISCOVER).opt(52, &[4]).bytes();
+fn a_bad_overload_value_is_skipped_and_a_truncated_client_id_in_file_is_an_error() {
+    let bytes = Packet::new(DISCOVER)
+        .opt(52, &[4])
+        .file(&[61, 2, 0xaa, 0xbb, 255])
+        .bytes();
+    let req = Request::parse(&bytes).unwrap();
+    assert_eq!(req.overload(), 0);
     assert_eq!(
-        Request::parse(&bytes).unwrap_err(),
-        ParseError::BadOverload { value: 4 }
+        req.client_id(),
+        None,
+        "file is not read without a valid overload"
     );
+    assert_eq!(req.skips().count(Skip::BadOverload), 1);
+    assert_eq!(req.skips().first_code(), Some(52));
+
     let bytes = Packet::new(DISCOVER).opt(52, &[1]).file(&[61, 200]).bytes();
     assert_eq!(
         Request::parse(&bytes).unwrap_err(),
@@ -212,6 +273,13 @@ fn overload_errors() {
             area: Area::File
         }
     );
+    // A truncated host name in `sname` is only skipped.
+    let bytes = Packet::new(DISCOVER)
+        .opt(52, &[2])
+        .sname(&[12, 200, 1])
+        .bytes();
+    let req = Request::parse(&bytes).unwrap();
+    assert_eq!(req.skips().count(Skip::Truncated), 1);
 }
 
 #[test]

@@ -17,8 +17,8 @@ fn pool_json(dns: &str, allocated: &Value, rv: &str) -> Value {
     })
 }
 
-fn pool(name: &str) -> IPPool {
-    let mut p: IPPool =
+fn pool(name: &str) -> Pool {
+    let mut p: Pool =
         serde_json::from_value(pool_json("1.1.1.1", &json!({}), "1")).expect("fixture");
     p.metadata.name = Some(name.into());
     p
@@ -70,15 +70,11 @@ fn relists_after_a_restarted_watch_replace_the_table() {
     let ready = AtomicBool::new(false);
     let mut sync = Sync::new("net-48");
     let mut first = pool("net-48");
-    first.status = serde_json::from_value(
-        json!({"ipv4": {"allocated": {"192.168.48.84": "ca:70:82:e6:84:01"}}}),
-    )
-    .expect("status");
+    first.allocations =
+        serde_json::from_value(json!({"192.168.48.84": "ca:70:82:e6:84:01"})).expect("allocated");
     let mut second = first.clone();
-    second.status = serde_json::from_value(
-        json!({"ipv4": {"allocated": {"192.168.48.84": "ca:70:82:e6:84:02"}}}),
-    )
-    .expect("status");
+    second.allocations =
+        serde_json::from_value(json!({"192.168.48.84": "ca:70:82:e6:84:02"})).expect("allocated");
     for p in [first, second] {
         sync.handle(Event::Init);
         sync.handle(Event::InitApply(p));
@@ -202,6 +198,83 @@ async fn list_then_watch_then_outage_keeps_serving() {
     );
     let config = served.config().expect("configured").current();
     assert_eq!(config.encoded_option(6), Some(&[6, 4, 8, 8, 8, 8][..]));
+
+    stop.cancel();
+    task.await.expect("follow ends on stop");
+}
+
+/// An API server restart as the agent sees it: the watch fails while the server is down (the
+/// delays grow to the cap), then the server answers the old resourceVersion with 410 Gone. The
+/// relist must follow within a second, and its version be served.
+#[tokio::test(start_paused = true)]
+async fn a_410_after_an_outage_relists_within_a_second() {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let served = std::sync::Arc::new(Served::new());
+    let ready = std::sync::Arc::new(AtomicBool::new(false));
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stop = CancellationToken::new();
+    let task = {
+        let (served, ready, notify, stop) =
+            (served.clone(), ready.clone(), notify.clone(), stop.clone());
+        tokio::spawn(async move {
+            follow(client, "default", "net-48", &served, &ready, &notify, stop).await;
+        })
+    };
+    let list = |dns: &str, rv: &str| {
+        respond(&json!({
+            "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPoolList",
+            "metadata": {"resourceVersion": rv},
+            "items": [pool_json(dns, &json!({"192.168.48.84": "ca:70:82:e6:84:01"}), rv)]
+        }))
+    };
+
+    let (request, send) = handle.next_request().await.expect("list request");
+    assert!(!is_watch(&request));
+    send.send_response(list("1.1.1.1", "10"));
+
+    for _ in 0..6 {
+        let (request, send) = handle.next_request().await.expect("watch retry");
+        assert!(is_watch(&request), "{:?}", request.uri());
+        send.send_response(unavailable());
+    }
+
+    let (request, send) = handle
+        .next_request()
+        .await
+        .expect("watch after the restart");
+    assert!(is_watch(&request), "{:?}", request.uri());
+    let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+        "status": "Failure", "message": "too old resource version: 10 (20)",
+        "reason": "Expired", "code": 410}});
+    let mut body = serde_json::to_vec(&gone).expect("json");
+    body.push(b'\n');
+    send.send_response(
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::from(body))
+            .expect("response"),
+    );
+    let answered = tokio::time::Instant::now();
+
+    let (request, send) = handle.next_request().await.expect("relist");
+    assert!(
+        !is_watch(&request),
+        "a list, not a watch: {:?}",
+        request.uri()
+    );
+    let waited = answered.elapsed();
+    assert!(
+        waited <= std::time::Duration::from_secs(1),
+        "relisted {waited:?} after the 410"
+    );
+    send.send_response(list("8.8.8.8", "20"));
+    // Answer the watch that follows, so the relist's version is applied before we look.
+    let (request, _send) = handle.next_request().await.expect("watch after the relist");
+    assert!(is_watch(&request));
+    let config = served.config().expect("configured").current();
+    assert_eq!(config.encoded_option(6), Some(&[6, 4, 8, 8, 8, 8][..]));
+    assert!(ready.load(Ordering::Acquire));
 
     stop.cancel();
     task.await.expect("follow ends on stop");

@@ -1,20 +1,27 @@
-//! IPPool admission checks (spec/upstream.md §5.3), plus the ones upstream lacks (§14.6).
+//! IPPool admission checks: upstream's, plus the ones upstream lacks.
 //!
 //! Order of the findings: parse errors (`cidr`, `pool.start`, `pool.end`, `serverIP`,
 //! `router`), NAD existence, service-CIDR overlap, range, server, router — upstream's order
-//! and messages — then ours: range order, exclusions, DNS, NTP, domain names, lease time,
+//! and messages — then ours: range order, exclusions, DNS, NTP, domain name and search list,
 //! one pool per network, and on update the immutable fields and the resize check.
 //!
 //! Our extra checks are *ratcheting* on update: they only look at fields the update changes,
 //! so objects written before (by upstream or an older vmdhcp) stay editable.
+//!
+//! Zero values mean what they mean upstream and are accepted: `leaseTime` 0 or negative is
+//! the default lease (one year), `domainName: ""` sends no domain name, empty lists send
+//! nothing. `leaseTime` is never refused (upstream accepted every integer); values that are
+//! served differently than written, or that make clients renew constantly, get a warning
+//! instead ([`warnings`]).
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
 use super::{MAX_LEASE_TIME_SECS, MIN_LEASE_TIME_SECS, Violation, is_dns_name};
 use crate::addr::{field, indexed, parse_cidr, parse_ip};
-use crate::consts::{MARK_EXCLUDED, MARK_RESERVED};
+use crate::consts::{DEFAULT_LEASE_TIME_SECS, MARK_EXCLUDED, MARK_RESERVED};
 use crate::ippool::{IPPool, IPv4Config};
 use crate::message::UpstreamError;
 use crate::vmnetcfg::VirtualMachineNetworkConfig;
@@ -27,8 +34,9 @@ pub struct Context<'a> {
     /// Whether the NetworkAttachmentDefinition named by `spec.networkName` exists, resolved
     /// with [`IPPool::network`].
     pub nad_exists: bool,
-    /// The IPPools that exist (the validated one may be among them; it is skipped).
-    pub pools: &'a [IPPool],
+    /// The IPPools that exist (the validated one may be among them; it is skipped). `Arc`s,
+    /// as a reflector store hands them out: a pool's status can be large.
+    pub pools: &'a [Arc<IPPool>],
 }
 
 /// Checks an IPPool being created (after defaulting).
@@ -120,6 +128,62 @@ pub fn validate_delete(pool: &IPPool, vmnetcfgs: &[VirtualMachineNetworkConfig])
         name,
         UpstreamError::IpPoolInUse { vmnetcfgs: users }.to_string(),
     )]
+}
+
+/// Advice on an IPPool being created (`old` is `None`) or updated: values that are accepted,
+/// as upstream accepted them, but are served differently than written or are likely
+/// mistakes. The webhook returns them as admission warnings (`kubectl` prints `Warning: …`).
+/// On update only changed fields are looked at, as for the checks.
+///
+/// `leaseTime`: 0 means the default (one year), silently, as upstream; a negative value means
+/// the default too; below [`MIN_LEASE_TIME_SECS`] clients renew several times a minute; above
+/// [`MAX_LEASE_TIME_SECS`] the longest finite lease is sent (upstream's 32-bit conversion
+/// wrapped around instead).
+///
+/// ```
+/// use vmdhcp_api::ippool::IPPool;
+/// use vmdhcp_api::validate::ippool::warnings;
+///
+/// let mut pool = IPPool::new("net-48", Default::default());
+/// pool.spec.ipv4_config.lease_time = Some(0);
+/// assert!(warnings(None, &pool).is_empty());
+/// pool.spec.ipv4_config.lease_time = Some(-1);
+/// assert_eq!(
+///     warnings(None, &pool)[0].to_string(),
+///     "lease time -1 is not positive: leases last the default 31536000 seconds (one year)"
+/// );
+/// ```
+pub fn warnings(old: Option<&IPPool>, new: &IPPool) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if new.metadata.deletion_timestamp.is_some() {
+        return out;
+    }
+    let lease = new.spec.ipv4_config.lease_time;
+    if let Some(secs) = lease
+        && old.is_none_or(|o| o.spec.ipv4_config.lease_time != lease)
+    {
+        // 0 is upstream's documented "unset": no advice.
+        let msg = if secs < 0 {
+            format!(
+                "lease time {secs} is not positive: leases last the default \
+                 {DEFAULT_LEASE_TIME_SECS} seconds (one year)"
+            )
+        } else if (1..MIN_LEASE_TIME_SECS).contains(&secs) {
+            format!(
+                "lease time {secs} is shorter than {MIN_LEASE_TIME_SECS} seconds: clients renew \
+                 several times a minute"
+            )
+        } else if secs > MAX_LEASE_TIME_SECS {
+            format!(
+                "lease time {secs} is longer than the longest finite DHCP lease: \
+                 {MAX_LEASE_TIME_SECS} seconds are sent"
+            )
+        } else {
+            return out;
+        };
+        out.push(Violation::new(field::LEASE_TIME, secs.to_string(), msg));
+    }
+    out
 }
 
 /// The addresses of the spec that parsed; `None` for empty or unparsable ones.
@@ -341,7 +405,8 @@ fn extra_checks(pool: &IPPool, old: Option<&IPv4Config>, a: &Addrs, out: &mut Ve
             }
         }
     }
-    if let Some(domain) = &cfg.domain_name
+    // An empty domain name is no domain name (option 15 is not sent), as upstream.
+    if let Some(domain) = cfg.domain_name.as_deref().filter(|d| !d.is_empty())
         && old.is_none_or(|o| o.domain_name != cfg.domain_name)
         && !is_dns_name(domain)
     {
@@ -363,15 +428,6 @@ fn extra_checks(pool: &IPPool, old: Option<&IPv4Config>, a: &Addrs, out: &mut Ve
             }
         }
     }
-    if let Some(secs) = cfg.lease_time
-        && old.is_none_or(|o| o.lease_time != cfg.lease_time)
-        && !(MIN_LEASE_TIME_SECS..=MAX_LEASE_TIME_SECS).contains(&secs)
-    {
-        let msg = format!(
-            "lease time {secs} is out of range: must be between {MIN_LEASE_TIME_SECS} and {MAX_LEASE_TIME_SECS} seconds"
-        );
-        out.push(Violation::new(field::LEASE_TIME, secs.to_string(), msg));
-    }
 }
 
 fn is_mark(value: &str) -> bool {
@@ -379,7 +435,7 @@ fn is_mark(value: &str) -> bool {
 }
 
 /// Upstream let two pools serve one network; their IPAM entries clobbered each other.
-fn duplicate_network(pool: &IPPool, pools: &[IPPool], out: &mut Vec<Violation>) {
+fn duplicate_network(pool: &IPPool, pools: &[Arc<IPPool>], out: &mut Vec<Violation>) {
     let Ok(network) = pool.network() else { return };
     let same_object = |other: &IPPool| {
         other.metadata.namespace == pool.metadata.namespace
@@ -387,6 +443,7 @@ fn duplicate_network(pool: &IPPool, pools: &[IPPool], out: &mut Vec<Violation>) 
     };
     if let Some(other) = pools
         .iter()
+        .map(AsRef::as_ref)
         .find(|o| !same_object(o) && o.network().is_ok_and(|n| n == network))
     {
         let msg = format!(

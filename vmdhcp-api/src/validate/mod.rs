@@ -10,13 +10,15 @@ use std::fmt;
 pub mod ippool;
 pub mod vmnetcfg;
 
-/// Shortest `leaseTime` accepted, in seconds. Shorter leases make clients renew several
-/// times a minute for addresses that are static anyway.
+/// Shortest `leaseTime`, in seconds, accepted without a warning. Shorter leases make clients
+/// renew several times a minute for addresses that are static anyway; upstream served them,
+/// so they are accepted all the same.
 pub const MIN_LEASE_TIME_SECS: i64 = 60;
 
-/// Longest `leaseTime` accepted, in seconds: the largest finite DHCP lease time. Option 51 is
-/// 32 bits and `0xffffffff` means "infinite" (RFC 2131 §3.3), which we do not hand out
-/// because clients holding an infinite lease never come back to learn option changes.
+/// Longest lease sent, in seconds: the largest finite DHCP lease time. Option 51 is 32 bits
+/// and `0xffffffff` means "infinite" (RFC 2131 §3.3), which we do not hand out because
+/// clients holding an infinite lease never come back to learn option changes. A longer
+/// `leaseTime` is accepted with a warning and capped to this.
 pub const MAX_LEASE_TIME_SECS: i64 = u32::MAX as i64 - 1;
 
 /// One reason to reject an object.

@@ -1,16 +1,30 @@
-//! vmnetcfg admission checks (spec/upstream.md §5.4 and PR #157's desired-IP checks).
+//! vmnetcfg admission checks: every NIC's network, and the desired ("static") addresses of
+//! upstream's pending static-IP change (its checks, order and messages).
 //!
-//! Deviation from upstream: a NIC whose network no IPPool serves (the NAD has no IPPool
-//! labels, or they name a pool that is gone) is **accepted** and simply not managed. Upstream
-//! rejected the whole vmnetcfg, so a VM with one managed and one unmanaged NIC got no address
-//! at all. A NIC on a NAD that does not exist is still rejected, as upstream: the VM cannot
-//! start either, and the message points at the typo.
+//! Deviations from upstream:
 //!
-//! Also ours: MACs are compared normalised ([`crate::MacAddr`]), a bare network name is
-//! resolved in the vmnetcfg's namespace, unparsable MACs are rejected, and the pool's server,
-//! router and exclusions are "not allocatable" even before the controller has marked them in
-//! the pool's status.
+//! - A NIC's IPPool is the pool whose `spec.networkName` names the NIC's network
+//!   ([`pool_for_network`]), not the one the NAD's `ippool-namespace`/`ippool-name` labels
+//!   point to. The controller allocates by network name, and the labels are written by the
+//!   controller after the pool exists: checking through them let desired addresses in
+//!   unchecked while they were missing, and checked them against the wrong pool while they
+//!   were stale.
+//! - A NIC whose network no IPPool serves is **accepted** and simply not managed. Upstream
+//!   rejected the whole vmnetcfg (`… label not found`), so a VM with one managed and one
+//!   unmanaged NIC got no address at all. A NIC on a NAD that does not exist is still
+//!   rejected, with upstream's message: the VM cannot start either, and the message points at
+//!   the typo.
+//! - A bare network name (`net-48`) is resolved in the vmnetcfg's namespace, which is the
+//!   VM's: KubeVirt attaches the NIC to the NAD of that namespace. Upstream's webhook looked in
+//!   `default` and its controller in the empty namespace, where it never found a NAD, so a
+//!   bare name only ever worked upstream for VMs in `default`, where both agree.
+//! - MACs are compared normalised ([`crate::MacAddr`]) and unparsable MACs are rejected; the
+//!   pool's server, router and exclusions are "not allocatable" even before the controller
+//!   has marked them in the pool's status.
+//! - Updates: a NIC that is new, or whose desired address is new or changed, gets the create
+//!   checks (upstream's pending change only checks desired addresses on update).
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -29,12 +43,50 @@ use crate::vmnetcfg::{NetworkConfig, VirtualMachineNetworkConfig};
 pub enum Network<'a> {
     /// No NetworkAttachmentDefinition of that name exists.
     NadNotFound,
-    /// The NAD exists but no IPPool serves it: no IPPool labels
-    /// ([`pool_ref_from_nad_labels`](crate::network::pool_ref_from_nad_labels) is `None`), or
-    /// the pool they name does not exist.
+    /// The NAD exists but no IPPool serves it ([`pool_for_network`] found none).
     Unmanaged,
     /// The IPPool serving the network.
     Managed(&'a IPPool),
+}
+
+/// The IPPool serving `network`, chosen as vmdhcp's controller chooses the pool it allocates
+/// from: a pool not being deleted whose `spec.networkName` resolves to `network`
+/// ([`IPPool::network`]); of several (the validator refuses a second pool, but objects may
+/// predate it), the oldest, then the first by name.
+///
+/// ```
+/// use vmdhcp_api::ippool::IPPool;
+/// use vmdhcp_api::network::NamespacedName;
+/// use vmdhcp_api::validate::vmnetcfg::pool_for_network;
+///
+/// let mut pool = IPPool::new("my-pool", Default::default());
+/// pool.metadata.namespace = Some("pools".into());
+/// pool.spec.network_name = "default/net-48".into();
+/// let pools = [pool];
+/// let found = pool_for_network(&NamespacedName::new("default", "net-48"), &pools);
+/// assert_eq!(found.and_then(|p| p.metadata.name.as_deref()), Some("my-pool"));
+/// assert!(pool_for_network(&NamespacedName::new("pools", "net-48"), &pools).is_none());
+/// ```
+pub fn pool_for_network<'a, P>(
+    network: &NamespacedName,
+    pools: impl IntoIterator<Item = &'a P>,
+) -> Option<&'a IPPool>
+where
+    P: Borrow<IPPool> + 'a,
+{
+    pools
+        .into_iter()
+        .map(Borrow::borrow)
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none() && p.network().is_ok_and(|n| n == *network)
+        })
+        .min_by_key(|p| {
+            (
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                p.metadata.name.as_deref().unwrap_or_default(),
+                p.metadata.namespace.as_deref().unwrap_or_default(),
+            )
+        })
 }
 
 /// Checks a vmnetcfg being created: every NIC's network, and every desired address.
@@ -68,9 +120,42 @@ pub fn validate_create<'a>(
     out
 }
 
-/// Checks an update (PR #157 semantics): only desired addresses that are new or changed — per
-/// (network, MAC) — are checked, against the others; unchanged NICs are not looked up again.
-/// Nothing is checked once `new` is being deleted.
+/// Checks an update of `old` into `new`. A NIC is matched to its old self by (network, MAC);
+/// nothing is checked once `new` is being deleted.
+///
+/// - A **new** NIC (a network and MAC the old object did not have, so also a NIC whose MAC or
+///   network changed) gets every create check: its NAD exists, its MAC parses, its desired
+///   address is allocatable.
+/// - A NIC whose desired address was **added or changed** gets the network and address
+///   checks.
+/// - Other NICs are not looked up again: an edit elsewhere (the controller following the VM,
+///   or removing a desired address) is not refused because their NAD or pool changed since.
+///   Their desired addresses still count when looking for duplicates.
+///
+/// ```
+/// use vmdhcp_api::validate::vmnetcfg::{Network, validate_update};
+/// use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
+///
+/// let cfg = |nics: serde_json::Value| -> VirtualMachineNetworkConfig {
+///     serde_json::from_value(serde_json::json!({
+///         "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "VirtualMachineNetworkConfig",
+///         "metadata": {"name": "vm", "namespace": "default"},
+///         "spec": {"vmName": "vm", "networkConfigs": nics}
+///     })).unwrap()
+/// };
+/// let old = cfg(serde_json::json!([{"networkName": "default/net-a", "macAddress": "fa:cf:8e:50:82:fc"}]));
+/// let new = cfg(serde_json::json!([
+///     {"networkName": "default/net-a", "macAddress": "fa:cf:8e:50:82:fc"},
+///     {"networkName": "default/typo", "macAddress": "fa:cf:8e:50:82:fd"}]));
+/// let lookup = |n: &vmdhcp_api::network::NamespacedName| match n.name.as_str() {
+///     "net-a" => Network::Unmanaged,
+///     _ => Network::NadNotFound,
+/// };
+/// // The added NIC is checked as on create; the unchanged one is not looked up again.
+/// let found = validate_update(&old, &new, lookup);
+/// assert_eq!(found[0].field, "spec.networkConfigs[1].networkName");
+/// assert_eq!(found[0].to_string(), r#"network-attachment-definitions.k8s.cni.cncf.io "typo" not found"#);
+/// ```
 pub fn validate_update<'a>(
     old: &VirtualMachineNetworkConfig,
     new: &VirtualMachineNetworkConfig,
@@ -91,34 +176,33 @@ pub fn validate_update<'a>(
             )
         })
         .collect();
-    let previous = |nc: &NetworkConfig| {
-        let (network, mac) = (new.network_of(nc).ok(), mac_key(&nc.mac_address));
-        old_nics
-            .iter()
-            .find(|(n, m, _)| *n == network && *m == mac)
-            .map(|(_, _, ip)| *ip)
-    };
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut changed = Vec::new();
+    let mut to_check = Vec::new();
     for (i, nic) in new.spec.network_configs.iter().enumerate() {
-        let before = previous(nic);
-        if before.is_none() {
-            check_mac(i, nic, &mut out);
-        }
-        let Some(ip) = nic.ip_address.as_deref() else {
-            continue;
-        };
-        match (before, ip.parse::<Ipv4Addr>(), new.network_of(nic)) {
-            (Some(Some(old_ip)), Ok(addr), Ok(network)) if old_ip == ip => {
-                seen.insert((network, addr));
+        let network = new.network_of(nic).ok();
+        let mac = mac_key(&nic.mac_address);
+        let before = old_nics
+            .iter()
+            .find(|(n, m, _)| *n == network && *m == mac)
+            .map(|(_, _, ip)| *ip);
+        let ip = nic.ip_address.as_deref();
+        match before {
+            None => to_check.push((i, nic, true)),
+            Some(old_ip) if ip.is_some() && ip != old_ip => to_check.push((i, nic, false)),
+            Some(_) => {
+                // Unchanged (or its desired address removed): only claims its address.
+                if let (Some(network), Some(Ok(addr))) = (network, ip.map(str::parse)) {
+                    seen.insert((network, addr));
+                }
             }
-            (Some(Some(old_ip)), _, _) if old_ip == ip => {}
-            _ => changed.push((i, nic)),
         }
     }
-    for (i, nic) in changed {
+    for (i, nic, is_new) in to_check {
         check_nic(new, i, nic, &lookup, &mut seen, &mut out);
+        if is_new {
+            check_mac(i, nic, &mut out);
+        }
     }
     out
 }
@@ -185,7 +269,8 @@ fn check_nic<'a>(
     }
 }
 
-/// PR #157's checks in its order, then ours (the spec's reserved addresses).
+/// Upstream's desired-address checks (its pending static-IP change, PR #157) in its order,
+/// then ours (the spec's reserved addresses).
 fn check_desired_ip(
     value: &str,
     nic: &NetworkConfig,

@@ -1,5 +1,5 @@
 //! Table tests of the IPPool plan: upstream's `DeployAgent`, `BuildCache`, `MonitorAgent` and
-//! `OnChange` cases (spec/upstream.md §9) and ours.
+//! `OnChange` cases and ours.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,12 +82,17 @@ fn with_pod(pod: Pod) -> Observed {
         nad: Some(labelled_nad()),
         pod: Some(pod),
         node: healthy_node(),
-        orphans: Vec::new(),
+        ..Observed::default()
     }
 }
 
 fn with_ref(uid: &str, image: &str) -> serde_json::Value {
     json!({"agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": uid, "image": image}})
+}
+
+/// The plan before any action is carried out.
+fn plan(pool: &IPPool, seen: &Observed, settings: &AgentSettings, now: Timestamp) -> Plan {
+    super::plan(pool, seen, settings, &Done::default(), now)
 }
 
 fn now() -> Timestamp {
@@ -267,7 +272,7 @@ fn an_agent_on_a_lost_node_is_force_deleted() {
         nad: Some(labelled_nad()),
         pod: Some(pod("pod-uid", IMAGE, true, false)),
         node: NodeSeen::Missing,
-        orphans: Vec::new(),
+        ..Observed::default()
     };
     let plan1 = plan(&p, &seen, &settings(), now());
     assert_eq!(
@@ -497,4 +502,313 @@ fn nad_labels_carry_only_the_back_reference() {
         ]),
         "other labels are left to the NAD as it is when written"
     );
+}
+
+/// How the API server refused the agent Pod when its service account is missing.
+const SA_REFUSAL: &str = "pods \"default-net-48-agent\" is forbidden: error looking up service account harvester-system/agent: serviceaccount \"agent\" not found";
+
+/// One row of the table of failed (and successful) actions: what was read and done, and what
+/// the status and the failures must then say.
+struct Row {
+    name: &'static str,
+    pool: IPPool,
+    seen: Observed,
+    done: Done,
+    registered: (String, String),
+    agent_ready: (String, String),
+    stopped: (String, String),
+    /// `agentPodRef.uid` and `.image`, `None`: no reference.
+    agent_ref: Option<(&'static str, &'static str)>,
+    /// The Event reasons, in order.
+    failures: Vec<&'static str>,
+}
+
+fn paused(status: &serde_json::Value) -> IPPool {
+    let mut p = pool(status);
+    p.spec.paused = Some(true);
+    p
+}
+
+fn not_stopped() -> (String, String) {
+    ("False".into(), String::new())
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table: each row reads on its own"
+)]
+fn rows() -> Vec<Row> {
+    let labelled = || Observed {
+        nad: Some(labelled_nad()),
+        ..Observed::default()
+    };
+    let disabled = || err("ippool default/net-48 was administratively disabled");
+    vec![
+        Row {
+            name: "create refused by admission: reference not recorded, not deployed",
+            pool: pool(&json!(null)),
+            seen: labelled(),
+            done: Done {
+                create_pod: Some(Err(SA_REFUSAL.into())),
+                ..Done::default()
+            },
+            registered: err(SA_REFUSAL),
+            agent_ready: err("agent for ippool default/net-48 is not deployed"),
+            stopped: not_stopped(),
+            agent_ref: None,
+            failures: vec![REASON_AGENT_DEPLOY_FAILED],
+        },
+        Row {
+            name: "create refused for a pod that went away: the earlier reference stays",
+            pool: pool(&with_ref("old-uid", "rancher/harvester-vm-dhcp-agent:v1")),
+            seen: labelled(),
+            done: Done {
+                create_pod: Some(Err(SA_REFUSAL.into())),
+                ..Done::default()
+            },
+            registered: err(SA_REFUSAL),
+            agent_ready: err("agent pod default-net-48-agent not ready"),
+            stopped: not_stopped(),
+            agent_ref: Some(("old-uid", "rancher/harvester-vm-dhcp-agent:v1")),
+            failures: vec![REASON_AGENT_DEPLOY_FAILED],
+        },
+        Row {
+            name: "create succeeded: the new pod's uid is recorded",
+            pool: pool(&json!(null)),
+            seen: labelled(),
+            done: Done {
+                create_pod: Some(Ok(pod("new-uid", IMAGE, false, false))),
+                ..Done::default()
+            },
+            registered: ok(),
+            agent_ready: err("agent pod default-net-48-agent not ready"),
+            stopped: not_stopped(),
+            agent_ref: Some(("new-uid", IMAGE)),
+            failures: vec![],
+        },
+        Row {
+            name: "obsolete pod not deleted: AgentReady quotes the API server",
+            pool: pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1")),
+            seen: with_pod(pod("pod-uid", "rancher/harvester-vm-dhcp-agent:v1", true, false)),
+            done: Done {
+                delete_pod: Some(Err("pods \"default-net-48-agent\" is forbidden: no".into())),
+                ..Done::default()
+            },
+            registered: ok(),
+            agent_ready: err("pods \"default-net-48-agent\" is forbidden: no"),
+            stopped: not_stopped(),
+            agent_ref: Some(("pod-uid", IMAGE)),
+            failures: vec![REASON_AGENT_DELETE_FAILED],
+        },
+        Row {
+            name: "obsolete pod deleted: purged",
+            pool: pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1")),
+            seen: with_pod(pod("pod-uid", "rancher/harvester-vm-dhcp-agent:v1", true, false)),
+            done: Done {
+                delete_pod: Some(Ok(())),
+                ..Done::default()
+            },
+            registered: ok(),
+            agent_ready: err("agent pod default-net-48-agent obsolete and purged"),
+            stopped: not_stopped(),
+            agent_ref: Some(("pod-uid", IMAGE)),
+            failures: vec![],
+        },
+        Row {
+            name: "NAD labels refused: an Event, the agent goes on",
+            pool: pool(&json!(null)),
+            seen: Observed {
+                nad: Some(nad(&[(LABEL_CLUSTER_NETWORK, "mgmt")])),
+                ..Observed::default()
+            },
+            done: Done {
+                label_nad: Some(Err("network-attachment-definitions.k8s.cni.cncf.io \"net-48\" is forbidden: no update".into())),
+                create_pod: Some(Ok(pod("new-uid", IMAGE, false, false))),
+                ..Done::default()
+            },
+            registered: ok(),
+            agent_ready: err("agent pod default-net-48-agent not ready"),
+            stopped: not_stopped(),
+            agent_ref: Some(("new-uid", IMAGE)),
+            failures: vec![REASON_NAD_LABEL_FAILED],
+        },
+        Row {
+            name: "NAD unreadable: Registered quotes the API server, no pod is created",
+            pool: pool(&json!(null)),
+            seen: Observed {
+                nad: Some(NadSeen::Unreadable("network-attachment-definitions.k8s.cni.cncf.io \"net-48\" is forbidden: no get".into())),
+                ..Observed::default()
+            },
+            done: Done::default(),
+            registered: err("network-attachment-definitions.k8s.cni.cncf.io \"net-48\" is forbidden: no get"),
+            agent_ready: err("agent for ippool default/net-48 is not deployed"),
+            stopped: not_stopped(),
+            agent_ref: None,
+            failures: vec![REASON_NAD_READ_FAILED],
+        },
+        Row {
+            name: "agent pod unreadable: both agent conditions quote the API server",
+            pool: pool(&with_ref("pod-uid", IMAGE)),
+            seen: Observed {
+                nad: Some(labelled_nad()),
+                pod_unreadable: Some("pods \"default-net-48-agent\" is forbidden: no get".into()),
+                ..Observed::default()
+            },
+            done: Done::default(),
+            registered: err("pods \"default-net-48-agent\" is forbidden: no get"),
+            agent_ready: err("pods \"default-net-48-agent\" is forbidden: no get"),
+            stopped: not_stopped(),
+            agent_ref: Some(("pod-uid", IMAGE)),
+            failures: vec![REASON_AGENT_READ_FAILED],
+        },
+        Row {
+            name: "pause whose agent is not deleted: the reference stays, Stopped says why",
+            pool: paused(&with_ref("pod-uid", IMAGE)),
+            seen: with_pod(pod("pod-uid", IMAGE, true, false)),
+            done: Done {
+                delete_pod: Some(Err("etcdserver: request timed out".into())),
+                ..Done::default()
+            },
+            registered: disabled(),
+            agent_ready: disabled(),
+            stopped: err("etcdserver: request timed out"),
+            agent_ref: Some(("pod-uid", IMAGE)),
+            failures: vec![REASON_AGENT_DELETE_FAILED],
+        },
+        Row {
+            name: "pause whose agent is deleted: stopped",
+            pool: paused(&with_ref("pod-uid", IMAGE)),
+            seen: with_pod(pod("pod-uid", IMAGE, true, false)),
+            done: Done {
+                delete_pod: Some(Ok(())),
+                ..Done::default()
+            },
+            registered: disabled(),
+            agent_ready: disabled(),
+            stopped: ok(),
+            agent_ref: None,
+            failures: vec![],
+        },
+    ]
+}
+
+#[test]
+fn failed_actions_show_in_their_condition_and_never_stop_the_rest_of_the_status() {
+    for row in rows() {
+        let name = row.name;
+        let plan = super::plan(&row.pool, &row.seen, &settings(), &row.done, now());
+        assert!(
+            plan.actions.is_empty(),
+            "{name}: nothing is asked twice: {:?}",
+            plan.actions
+        );
+        assert_eq!(
+            cond(&plan, COND_REGISTERED),
+            row.registered,
+            "{name}: Registered"
+        );
+        assert_eq!(
+            cond(&plan, COND_AGENT_READY),
+            row.agent_ready,
+            "{name}: AgentReady"
+        );
+        assert_eq!(cond(&plan, COND_STOPPED), row.stopped, "{name}: Stopped");
+        assert_eq!(
+            plan.status
+                .agent_pod_ref
+                .as_ref()
+                .map(|r| (r.uid.as_str(), r.image.as_str())),
+            row.agent_ref,
+            "{name}: agentPodRef"
+        );
+        let reasons: Vec<&str> = plan.failures.iter().map(|f| f.reason).collect();
+        assert_eq!(reasons, row.failures, "{name}: failures");
+        for failure in &plan.failures {
+            assert!(
+                failure.note.contains("default-net-48") || failure.note.contains("net-48"),
+                "{name}: the Event names the object: {}",
+                failure.note
+            );
+        }
+        if row.pool.is_paused() {
+            assert_eq!(
+                plan.status.ipv4,
+                row.pool.status.as_ref().and_then(|s| s.ipv4.clone()),
+                "{name}: allocations kept"
+            );
+        } else {
+            assert_eq!(cond(&plan, COND_CACHE_READY), ok(), "{name}: CacheReady");
+            let v4 = plan.status.ipv4.as_ref().expect("counters and marks");
+            assert_eq!((v4.used, v4.available), (0, 8), "{name}: counters");
+            assert_eq!(
+                v4.allocated.get("192.168.48.81").map(String::as_str),
+                Some("EXCLUDED"),
+                "{name}: marks"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_deploy_failure_event_quotes_the_api_server_verbatim() {
+    let plan = super::plan(
+        &pool(&json!(null)),
+        &Observed {
+            nad: Some(labelled_nad()),
+            ..Observed::default()
+        },
+        &settings(),
+        &Done {
+            create_pod: Some(Err(SA_REFUSAL.into())),
+            ..Done::default()
+        },
+        now(),
+    );
+    assert_eq!(
+        plan.failures,
+        [Failure {
+            reason: REASON_AGENT_DEPLOY_FAILED,
+            note: format!("create agent pod harvester-system/default-net-48-agent: {SA_REFUSAL}"),
+        }]
+    );
+}
+
+#[test]
+fn every_action_is_asked_once_then_the_plan_settles() {
+    // The glue's loop: carry out, record, plan again. Each kind of action is asked at most
+    // once, so the loop ends with the status to write.
+    let p = pool(&with_ref("pod-uid", "rancher/harvester-vm-dhcp-agent:v1"));
+    let seen = Observed {
+        nad: Some(nad(&[(LABEL_CLUSTER_NETWORK, "mgmt")])),
+        ..with_pod(pod(
+            "pod-uid",
+            "rancher/harvester-vm-dhcp-agent:v1",
+            true,
+            false,
+        ))
+    };
+    let mut done = Done::default();
+    let mut rounds = 0;
+    loop {
+        let plan = super::plan(&p, &seen, &settings(), &done, now());
+        if plan.actions.is_empty() {
+            assert_eq!(
+                cond(&plan, COND_AGENT_READY),
+                err("agent pod default-net-48-agent obsolete and purged")
+            );
+            break;
+        }
+        rounds += 1;
+        assert!(rounds <= 3, "the plan keeps asking: {:?}", plan.actions);
+        for action in plan.actions {
+            match action {
+                PoolAction::LabelNad(_) => done.label_nad = Some(Ok(())),
+                PoolAction::DeletePod { .. } => done.delete_pod = Some(Ok(())),
+                PoolAction::CreatePod(_) => {
+                    done.create_pod = Some(Ok(pod("new-uid", IMAGE, false, false)));
+                }
+            }
+        }
+    }
+    assert_eq!(rounds, 1, "labels and deletion are asked together");
 }

@@ -22,7 +22,7 @@ use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 use crate::context::{Context, WRITE_ATTEMPTS};
 use crate::error::{Error, is_status};
 use crate::metrics::PoolSeries;
-use crate::pool_plan::{self, NadSeen, NodeSeen, Observed, PoolAction};
+use crate::pool_plan::{self, Done, NadSeen, NodeSeen, Observed, PoolAction};
 
 /// Re-run every pool this often: orphan collection and node checks need no event.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -50,7 +50,7 @@ pub async fn reconcile(pool: Arc<IPPool>, ctx: Arc<Context>) -> Result<Action, E
         }
     }))
     .await
-    .map_err(super::from_finalizer)
+    .or_else(super::gone)
 }
 
 async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
@@ -58,11 +58,22 @@ async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
     let name = pool.name_any();
     let api: Api<IPPool> = Api::namespaced(ctx.client.clone(), &ns);
     let mut current = pool.clone();
+    // Kept across conflicts: an action is carried out once per reconcile.
+    let mut done = Done::default();
     for _ in 0..WRITE_ATTEMPTS {
-        let seen = observe(&current, ctx).await?;
-        let mut plan = pool_plan::plan(&current, &seen, &ctx.settings, Timestamp::now());
-        for action in std::mem::take(&mut plan.actions) {
-            execute(&current, action, &mut plan.status, ctx).await?;
+        let seen = observe(&current, ctx).await;
+        let now = Timestamp::now();
+        let mut plan = pool_plan::plan(&current, &seen, &ctx.settings, &done, now);
+        // Each round fills a slot of `done` the planner never asks for again: bounded by the
+        // number of action kinds.
+        for _ in 0..4 {
+            if plan.actions.is_empty() {
+                break;
+            }
+            for action in std::mem::take(&mut plan.actions) {
+                execute(&current, action, &mut done, ctx).await;
+            }
+            plan = pool_plan::plan(&current, &seen, &ctx.settings, &done, now);
         }
         match &plan.ipam {
             Some(ipam) => ctx.metrics.set_pool(
@@ -82,40 +93,61 @@ async fn apply(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .forget(&ns, &name);
         }
-        if current.status.as_ref() == Some(&plan.status) {
+        if current.status.as_ref() != Some(&plan.status) {
+            let mut next = current.clone();
+            next.status = Some(plan.status.clone());
+            match api
+                .replace_status(&name, &PostParams::default(), &next)
+                .await
+            {
+                Ok(_) => {
+                    if !plan.released.is_empty() {
+                        let ips: Vec<String> =
+                            plan.released.iter().map(ToString::to_string).collect();
+                        ctx.event(
+                            &current,
+                            EventType::Normal,
+                            "OrphansReleased",
+                            "Release",
+                            format!(
+                                "released {} (their MACs belong to no VirtualMachineNetworkConfig)",
+                                ips.join(", ")
+                            ),
+                        )
+                        .await;
+                    }
+                }
+                Err(e) if is_status(&e, 409) => {
+                    current = api
+                        .get(&name)
+                        .await
+                        .map_err(|e| Error::kube(format!("get ippool {ns}/{name}"), e))?;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(Error::kube(format!("write ippool {ns}/{name} status"), e));
+                }
+            }
+        }
+        if plan.failures.is_empty() {
             return Ok(requeue_after(&plan.status));
         }
-        let mut next = current.clone();
-        next.status = Some(plan.status.clone());
-        match api
-            .replace_status(&name, &PostParams::default(), &next)
-            .await
-        {
-            Ok(_) => {
-                if !plan.released.is_empty() {
-                    let ips: Vec<String> = plan.released.iter().map(ToString::to_string).collect();
-                    ctx.event(
-                        &current,
-                        EventType::Normal,
-                        "OrphansReleased",
-                        "Release",
-                        format!(
-                            "released {} (their MACs belong to no VirtualMachineNetworkConfig)",
-                            ips.join(", ")
-                        ),
-                    )
-                    .await;
-                }
-                return Ok(requeue_after(&plan.status));
-            }
-            Err(e) if is_status(&e, 409) => {
-                current = api
-                    .get(&name)
-                    .await
-                    .map_err(|e| Error::kube(format!("get ippool {ns}/{name}"), e))?;
-            }
-            Err(e) => return Err(Error::kube(format!("write ippool {ns}/{name} status"), e)),
+        // The status says what failed; the Events say it to whoever watches the pool, and the
+        // error retries the reconcile with the pool's growing delay.
+        for failure in &plan.failures {
+            ctx.event(
+                &current,
+                EventType::Warning,
+                failure.reason,
+                "Reconcile",
+                failure.note.clone(),
+            )
+            .await;
         }
+        return Err(Error::Steps {
+            object: format!("ippool {ns}/{name}"),
+            failures: plan.failures.into_iter().map(|f| f.note).collect(),
+        });
     }
     Err(Error::Contended {
         object: format!("ippool {ns}/{name}"),
@@ -156,7 +188,9 @@ fn agent_pod_of(pool: &IPPool, ctx: &Context) -> (String, String) {
     }
 }
 
-async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
+/// What the plan needs to know. A read that fails is recorded, not returned: it shows in the
+/// conditions it concerns and the rest of the status is still written.
+async fn observe(pool: &IPPool, ctx: &Context) -> Observed {
     let mut seen = Observed::default();
     if let Ok(network) = pool.network() {
         let nads: Api<DynamicObject> =
@@ -169,21 +203,16 @@ async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
                 }
                 .to_string(),
             ),
-            Err(e) => {
-                return Err(Error::kube(
-                    format!("get network attachment definition {network}"),
-                    e,
-                ));
-            }
+            Err(e) => NadSeen::Unreadable(api_message(&e)),
         });
     }
     if !ctx.settings.no_agent {
         let (pod_namespace, pod_name) = agent_pod_of(pool, ctx);
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod_namespace);
-        seen.pod = pods
-            .get_opt(&pod_name)
-            .await
-            .map_err(|e| Error::kube(format!("get agent pod {pod_name}"), e))?;
+        match pods.get_opt(&pod_name).await {
+            Ok(pod) => seen.pod = pod,
+            Err(e) => seen.pod_unreadable = Some(api_message(&e)),
+        }
         let node_name = seen
             .pod
             .as_ref()
@@ -208,29 +237,37 @@ async fn observe(pool: &IPPool, ctx: &Context) -> Result<Observed, Error> {
         // allocation this version of the pool holds is in it. The release is then written with
         // this pool's resourceVersion, so a newer allocation makes it a conflict, not a loss.
         let all: Api<VirtualMachineNetworkConfig> = Api::all(ctx.client.clone());
-        let listed = all
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::kube("list vmnetcfgs", e))?;
-        let fresh: Vec<Arc<VirtualMachineNetworkConfig>> =
-            listed.items.into_iter().map(Arc::new).collect();
-        seen.orphans = pool_plan::orphans(pool, &fresh);
+        match all.list(&ListParams::default()).await {
+            Ok(listed) => {
+                let fresh: Vec<Arc<VirtualMachineNetworkConfig>> =
+                    listed.items.into_iter().map(Arc::new).collect();
+                seen.orphans = pool_plan::orphans(pool, &fresh);
+            }
+            // Collection waits for the next pass; nothing else depends on it.
+            Err(e) => tracing::debug!("cannot list vmnetcfgs to confirm orphans: {e}"),
+        }
     }
-    Ok(seen)
+    seen
 }
 
-async fn execute(
-    pool: &IPPool,
-    action: PoolAction,
-    status: &mut vmdhcp_api::ippool::IPPoolStatus,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+/// The API server's own message (what upstream puts in conditions), else the error's text.
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Carries out `action`, recording how it went in `done`.
+async fn execute(pool: &IPPool, action: PoolAction, done: &mut Done, ctx: &Context) {
     match action {
-        PoolAction::LabelNad(labels) => label_nad(pool, labels, ctx).await,
+        PoolAction::LabelNad(labels) => {
+            done.label_nad = Some(label_nad(pool, labels, ctx).await);
+        }
         PoolAction::CreatePod(pod) => {
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
             let name = pod.name_any();
-            let created = match pods.create(&PostParams::default(), &pod).await {
+            done.create_pod = Some(match pods.create(&PostParams::default(), &pod).await {
                 Ok(created) => {
                     ctx.event(
                         pool,
@@ -240,18 +277,13 @@ async fn execute(
                         format!("agent pod {name} created with image {}", ctx.settings.image),
                     )
                     .await;
-                    created
+                    Ok(created)
                 }
-                Err(e) if is_status(&e, 409) => pods
-                    .get(&name)
-                    .await
-                    .map_err(|e| Error::kube(format!("get agent pod {name}"), e))?,
-                Err(e) => return Err(Error::kube(format!("create agent pod {name}"), e)),
-            };
-            if let Some(r) = status.agent_pod_ref.as_mut() {
-                r.uid = created.uid().unwrap_or_default();
-            }
-            Ok(())
+                // Created by an earlier pass whose status write was lost: adopt it.
+                Err(e) if is_status(&e, 409) => pods.get(&name).await.map_err(|e| api_message(&e)),
+                // Logged with the reconcile's error.
+                Err(e) => Err(api_message(&e)),
+            });
         }
         PoolAction::DeletePod {
             namespace,
@@ -267,7 +299,7 @@ async fn execute(
             } else {
                 DeleteParams::default()
             };
-            match pods.delete(&name, &params).await {
+            done.delete_pod = Some(match pods.delete(&name, &params).await {
                 Ok(_) => {
                     ctx.event(
                         pool,
@@ -283,45 +315,47 @@ async fn execute(
                     Ok(())
                 }
                 Err(e) if is_status(&e, 404) => Ok(()),
-                Err(e) => Err(Error::kube(format!("delete agent pod {name}"), e)),
-            }
+                Err(e) => Err(api_message(&e)),
+            });
         }
     }
 }
 
+/// Merges `labels` into the NAD as it is when written, re-reading it when someone else wrote
+/// it in between.
 async fn label_nad(
     pool: &IPPool,
     labels: BTreeMap<String, String>,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<(), String> {
     let Ok(network) = pool.network() else {
         return Ok(());
     };
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &network.namespace, &nad_resource());
-    let Some(mut nad) = api
-        .get_opt(&network.name)
-        .await
-        .map_err(|e| Error::kube(format!("get network attachment definition {network}"), e))?
-    else {
-        return Ok(());
-    };
-    nad.metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .extend(labels);
-    match api
-        .replace(&network.name, &PostParams::default(), &nad)
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Someone else just wrote it; the next reconcile looks again.
-        Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(Error::kube(
-            format!("label network attachment definition {network}"),
-            e,
-        )),
+    let mut last = String::new();
+    for _ in 0..WRITE_ATTEMPTS {
+        let Some(mut nad) = api
+            .get_opt(&network.name)
+            .await
+            .map_err(|e| api_message(&e))?
+        else {
+            return Ok(());
+        };
+        nad.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(labels.clone());
+        match api
+            .replace(&network.name, &PostParams::default(), &nad)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => last = api_message(&e),
+            Err(e) => return Err(api_message(&e)),
+        }
     }
+    Err(last)
 }
 
 async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
@@ -351,21 +385,16 @@ async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
             {
                 labels.remove(LABEL_IPPOOL_NAMESPACE);
                 labels.remove(LABEL_IPPOOL_NAME);
-                match api
-                    .replace(&network.name, &PostParams::default(), &nad)
+                // Any error, a conflict included, keeps the finalizer: the finalizer helper
+                // removes it on `Ok`, and the labels would then never be removed.
+                api.replace(&network.name, &PostParams::default(), &nad)
                     .await
-                {
-                    Ok(_) => {}
-                    Err(e) if is_status(&e, 409) => {
-                        return Ok(Action::requeue(Duration::from_secs(1)));
-                    }
-                    Err(e) => {
-                        return Err(Error::kube(
+                    .map_err(|e| {
+                        Error::kube(
                             format!("unlabel network attachment definition {network}"),
                             e,
-                        ));
-                    }
-                }
+                        )
+                    })?;
             }
         }
     }
@@ -373,6 +402,7 @@ async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .forget(&ns, &name);
+    ctx.writers.forget(&ns, &name);
     ctx.metrics.remove_pool(&format!("{ns}/{name}"));
     Ok(Action::await_change())
 }

@@ -25,6 +25,21 @@ pub fn from_finalizer(e: finalizer::Error<Error>) -> Error {
     }
 }
 
+/// The finalizer helper's outcome: an object that is already gone when its finalizer is to be
+/// removed is done with (a second reconcile queued by the deletion itself gets there after the
+/// first removed the finalizer and the API server deleted the object); other errors are ours.
+///
+/// # Errors
+/// Every other error.
+pub fn gone(e: finalizer::Error<Error>) -> Result<Action, Error> {
+    match e {
+        finalizer::Error::RemoveFinalizer(kube::Error::Api(status)) if status.code == 404 => {
+            Ok(Action::await_change())
+        }
+        other => Err(from_finalizer(other)),
+    }
+}
+
 /// The error policy of all three controllers: log and retry, later after each failure.
 #[allow(
     clippy::needless_pass_by_value,

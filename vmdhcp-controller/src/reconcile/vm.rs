@@ -7,6 +7,7 @@ use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
 use crate::context::Context;
@@ -21,6 +22,11 @@ pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Act
     if vm.metadata.deletion_timestamp.is_some() {
         // The vmnetcfg is owned by the VM: the garbage collector deletes it.
         return Ok(Action::await_change());
+    }
+    // The vmnetcfgs are read from the cache: until it has listed them all, a missing one may
+    // only not be listed yet (a restart over thousands of VMs would try to create each).
+    if !ctx.synced.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let ns = vm.namespace().unwrap_or_default();
     let name = vm.name_any();
@@ -52,10 +58,12 @@ pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Act
         .await;
     }
     let api: Api<VirtualMachineNetworkConfig> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::kube(format!("get vmnetcfg {ns}/{name}"), e))?;
+    // From the cache: one that lags behind makes a create or an update conflict, and the
+    // conflict looks again a moment later.
+    let existing = ctx
+        .vmnetcfgs
+        .get(&ObjectRef::new(&name).within(&ns))
+        .map(|cfg| cfg.as_ref().clone());
     match vm_action(&vm, desired.network_configs, existing.as_ref()) {
         VmAction::Skip(reason) => {
             tracing::debug!("{reason}");
@@ -75,6 +83,7 @@ pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Act
             cfg.spec.network_configs = nics;
             match api.replace(&name, &PostParams::default(), &cfg).await {
                 Ok(_) => Ok(Action::await_change()),
+                Err(e) if is_status(&e, 409) => Ok(Action::requeue(Duration::from_secs(1))),
                 Err(kube::Error::Api(status))
                     if (400..500).contains(&status.code) && status.code != 409 =>
                 {

@@ -19,11 +19,11 @@ use vmdhcp_api::message::UpstreamError;
 use vmdhcp_api::network::NamespacedName;
 use vmdhcp_api::vmnetcfg::{NetworkConfig, NetworkConfigStatus, VirtualMachineNetworkConfig};
 
-use crate::alloc::{self, Request};
 use crate::context::Context;
-use crate::error::{Error, is_status};
+use crate::error::{Error, PoolWriteFailure};
 use crate::metrics::NicSeries;
 use crate::netcfg_plan::{self, NicOutcome};
+use crate::pool_batch::{NicRequest, OpOutcome, PoolOp};
 
 /// Reconciles one vmnetcfg.
 ///
@@ -42,7 +42,7 @@ pub async fn reconcile(
         }
     })
     .await
-    .map_err(super::from_finalizer)
+    .or_else(super::gone)
 }
 
 fn key(cfg: &VirtualMachineNetworkConfig) -> String {
@@ -56,7 +56,7 @@ fn wait_for_caches(ctx: &Context) -> Option<Action> {
         .then(|| Action::requeue(Duration::from_secs(1)))
 }
 
-async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<Action, Error> {
     if let Some(wait) = wait_for_caches(ctx) {
         return Ok(wait);
     }
@@ -76,17 +76,23 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Actio
         status.network_configs.retain(|e| !stale.contains(e));
     }
 
-    let mut outcomes = Vec::with_capacity(cfg.spec.network_configs.len());
-    for nic in &cfg.spec.network_configs {
-        let outcome = allocate_nic(&synced, nic, ctx).await;
-        if outcome == NicOutcome::Unmanaged {
+    // The NICs wait for their pools' writers together: NICs of one VM on one pool go into
+    // one batch.
+    let outcomes = futures::future::join_all(
+        cfg.spec
+            .network_configs
+            .iter()
+            .map(|nic| allocate_nic(&synced, nic, ctx)),
+    )
+    .await;
+    for (nic, outcome) in cfg.spec.network_configs.iter().zip(&outcomes) {
+        if *outcome == NicOutcome::Unmanaged {
             tracing::debug!(
                 vmnetcfg = key(cfg),
                 network = nic.network_name,
                 "no IPPool serves this network; NIC left alone"
             );
         }
-        outcomes.push(outcome);
     }
     let status = netcfg_plan::assemble(&synced, &outcomes, now);
     ctx.metrics.set_nics(
@@ -157,7 +163,7 @@ fn pool_for(network: &NamespacedName, ctx: &Context) -> Option<Arc<IPPool>> {
 async fn allocate_nic(
     cfg: &VirtualMachineNetworkConfig,
     nic: &NetworkConfig,
-    ctx: &Context,
+    ctx: &Arc<Context>,
 ) -> NicOutcome {
     let failed = |message: String| NicOutcome::Failed {
         network_name: nic.network_name.clone(),
@@ -176,7 +182,7 @@ async fn allocate_nic(
         return NicOutcome::Unmanaged;
     };
     let (pns, pname) = (pool.namespace().unwrap_or_default(), pool.name_any());
-    if pool.is_paused() || !vmdhcp_api::condition::is_true(pool.conditions(), COND_CACHE_READY) {
+    if !ready(&pool, ctx).await {
         return failed(
             UpstreamError::IpPoolNotReady {
                 namespace: pns,
@@ -206,14 +212,12 @@ async fn allocate_nic(
                 && e.mac_address.parse::<MacAddr>().is_ok_and(|m| m == mac)
         })
         .and_then(|e| e.allocated_ip_address.parse().ok());
-    let req = Request {
-        mac_text: &nic.mac_address,
-        mac,
-        desired,
-        previous,
-    };
-    // Nothing to change, and this process wrote the pool as cached: no API call.
-    if let Some(held) = ctx.cached_address(&pool, &mac)
+    // The address the status records, still the MAC's in the pool as watched: nothing to
+    // change, no API call (a restart over thousands of vmnetcfgs writes and reads nothing).
+    // A NIC without one is new, and goes to the writer without looking.
+    if previous.is_some()
+        && let Some(held) = ctx.held_address(&pool, &mac)
+        && previous == Some(held)
         && desired.is_none_or(|want| want == held)
     {
         return NicOutcome::Allocated {
@@ -222,34 +226,46 @@ async fn allocate_nic(
             ip: held,
         };
     }
-    let result = ctx
-        .update_pool(&pns, &pname, |pool, ipam| {
-            alloc::allocate(pool, ipam, &req).map_err(|m| Error::Nics(vec![m]))
-        })
-        .await;
+    let op = PoolOp::Allocate(NicRequest {
+        mac_text: nic.mac_address.clone(),
+        mac,
+        desired,
+        previous,
+    });
+    let result = match ctx.submit(&pns, &pname, op, &key(cfg)).await {
+        Ok(OpOutcome::Allocated(done)) => Ok(done),
+        Ok(OpOutcome::Refused(message)) => Err(message),
+        Ok(other @ OpOutcome::Released(_)) => Err(format!("unexpected outcome {other:?}")),
+        Err(e) => Err(e.condition_message()),
+    };
     match result {
-        Ok(done) => {
-            if done.new {
-                ctx.event(
-                    cfg,
-                    EventType::Normal,
-                    "Allocated",
-                    "Allocate",
-                    format!(
-                        "{} allocated to mac {} from ippool {pns}/{pname}",
-                        done.ip, nic.mac_address
-                    ),
-                )
-                .await;
-            }
-            NicOutcome::Allocated {
-                network_name: nic.network_name.clone(),
-                mac_address: nic.mac_address.clone(),
-                ip: done.ip,
-            }
-        }
-        Err(e) => failed(e.condition_message()),
+        // The pool's writer tells what it allocated, per batch, on the pool.
+        Ok(done) => NicOutcome::Allocated {
+            network_name: nic.network_name.clone(),
+            mac_address: nic.mac_address.clone(),
+            ip: done.ip,
+        },
+        Err(message) => failed(message),
     }
+}
+
+/// Whether `pool` serves allocations: not paused, `CacheReady`. The pool's change that woke
+/// this reconcile comes from another watch than the cache it was read from, which can still
+/// hold the pool from before it became ready: the API server is asked before the answer is no
+/// (and the NIC waits a retry delay for nothing).
+async fn ready(pool: &IPPool, ctx: &Context) -> bool {
+    let serves = |p: &IPPool| {
+        !p.is_paused() && vmdhcp_api::condition::is_true(p.conditions(), COND_CACHE_READY)
+    };
+    if serves(pool) {
+        return true;
+    }
+    Api::<IPPool>::namespaced(ctx.client.clone(), &pool.namespace().unwrap_or_default())
+        .get_opt(&pool.name_any())
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|fresh| serves(&fresh))
 }
 
 /// Releases `entries`' addresses in their pools (only where the pool still records them for
@@ -257,7 +273,7 @@ async fn allocate_nic(
 async fn release_all(
     cfg: &VirtualMachineNetworkConfig,
     entries: &[NetworkConfigStatus],
-    ctx: &Context,
+    ctx: &Arc<Context>,
 ) -> Result<(), Error> {
     let ns = cfg.namespace().unwrap_or_default();
     for entry in entries {
@@ -275,30 +291,36 @@ async fn release_all(
             continue;
         };
         let (pns, pname) = (pool.namespace().unwrap_or_default(), pool.name_any());
-        let released = match ctx
-            .update_pool(&pns, &pname, |pool, ipam| {
-                Ok(alloc::release(pool, ipam, ip, &mac))
-            })
+        // The pool's writer tells what it released, per batch, on the pool.
+        match ctx
+            .submit(&pns, &pname, PoolOp::Release { ip, mac }, &key(cfg))
             .await
         {
-            Ok(released) => released,
-            Err(Error::Kube { source, .. }) if is_status(&source, 404) => false,
+            Ok(_)
+            | Err(Error::PoolWrite {
+                failure: PoolWriteFailure::Gone(_),
+                ..
+            }) => {}
             // The pool's status does not rebuild: release the entry alone.
-            Err(Error::Api { .. }) => ctx.release_unchecked(&pns, &pname, ip, &mac).await?,
+            Err(Error::PoolWrite {
+                failure: PoolWriteFailure::Unbuildable(_),
+                ..
+            }) => {
+                if ctx.release_unchecked(&pns, &pname, ip, &mac).await? {
+                    ctx.event(
+                        cfg,
+                        EventType::Normal,
+                        "Released",
+                        "Release",
+                        format!(
+                            "{ip} of mac {} released to ippool {pns}/{pname}",
+                            entry.mac_address
+                        ),
+                    )
+                    .await;
+                }
+            }
             Err(e) => return Err(e),
-        };
-        if released {
-            ctx.event(
-                cfg,
-                EventType::Normal,
-                "Released",
-                "Release",
-                format!(
-                    "{ip} of mac {} released to ippool {pns}/{pname}",
-                    entry.mac_address
-                ),
-            )
-            .await;
         }
     }
     Ok(())
@@ -316,6 +338,8 @@ async fn write_status(
         Api::namespaced(ctx.client.clone(), &cfg.namespace().unwrap_or_default());
     let mut next = cfg.clone();
     next.status = Some(status);
+    // A batch hands hundreds of NICs their addresses at once: their status writes queue here.
+    let _permit = ctx.writers.status_writes.acquire().await;
     // A conflict (the spec changed meanwhile) fails the reconcile; the change triggers another.
     api.replace_status(&cfg.name_any(), &PostParams::default(), &next)
         .await
@@ -350,7 +374,7 @@ fn held(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Vec<NetworkConfigSt
     entries
 }
 
-async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<Action, Error> {
     // An error, not a requeue: the finalizer helper removes the finalizer on `Ok`.
     if wait_for_caches(ctx).is_some() {
         return Err(Error::CachesNotSynced);

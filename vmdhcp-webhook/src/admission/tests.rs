@@ -165,3 +165,132 @@ fn delete_without_old_object_falls_back_to_the_cache() {
     );
     assert_eq!(got["response"]["allowed"], true);
 }
+
+fn vmnetcfg_request(operation: &str, object: &Value, old: &Value) -> Vec<u8> {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u", "name": "vm-1", "namespace": "default", "operation": operation,
+            "kind": {"group": "network.harvesterhci.io", "version": "v1alpha1",
+                     "kind": "VirtualMachineNetworkConfig"},
+            "resource": {"group": "network.harvesterhci.io", "version": "v1alpha1",
+                         "resource": "virtualmachinenetworkconfigs"},
+            "userInfo": {"username": "u"},
+            "object": object, "oldObject": old
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn vmnetcfg_object(nics: &Value) -> Value {
+    json!({
+        "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "VirtualMachineNetworkConfig",
+        "metadata": {"name": "vm-1", "namespace": "default"},
+        "spec": {"vmName": "vm-1", "networkConfigs": nics}
+    })
+}
+
+/// `default/net-a` served by `pools/pool-a` (names differ); the NADs carry no back-labels, or
+/// stale ones, as before the controller has labelled them or after a pool was replaced.
+fn unlabelled_cluster() -> Caches {
+    let pool = vmdhcp_api::ippool::IPPool::test("pools", "pool-a")
+        .with_network("default/net-a")
+        .with_cidr("192.168.0.0/24")
+        .with_server("192.168.0.2")
+        .with_range("192.168.0.10", "192.168.0.20");
+    let stale = BTreeMap::from([
+        (
+            "network.harvesterhci.io/ippool-namespace".to_owned(),
+            "pools".to_owned(),
+        ),
+        (
+            "network.harvesterhci.io/ippool-name".to_owned(),
+            "pool-a".to_owned(),
+        ),
+    ]);
+    Caches::from_objects(
+        vec![pool],
+        vec![],
+        vec![
+            ("default".into(), "net-a".into(), BTreeMap::new()),
+            ("default".into(), "net-b".into(), stale),
+        ],
+    )
+}
+
+#[test]
+fn a_nics_pool_is_found_by_network_name_not_by_nad_labels() {
+    let cluster = unlabelled_cluster();
+    // No labels on net-a: the desired address is still checked against pool-a.
+    let object = vmnetcfg_object(
+        &json!([{"networkName": "default/net-a", "macAddress": "52:54:00:00:00:01", "ipAddress": "10.0.0.9"}]),
+    );
+    let got = validated(&vmnetcfg_request("CREATE", &object, &Value::Null), &cluster);
+    assert_eq!(
+        got["response"]["status"]["message"],
+        "cannot create VirtualMachineNetworkConfig default/vm-1 because ip address 10.0.0.9 is not within subnet 192.168.0.0/24",
+        "{got}"
+    );
+    // net-b's labels name pool-a, which serves another network: net-b is unmanaged.
+    let object = vmnetcfg_object(
+        &json!([{"networkName": "default/net-b", "macAddress": "52:54:00:00:00:01", "ipAddress": "10.0.0.9"}]),
+    );
+    let got = validated(&vmnetcfg_request("CREATE", &object, &Value::Null), &cluster);
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+}
+
+#[test]
+fn an_update_adding_a_nic_on_a_missing_nad_is_refused() {
+    let cluster = unlabelled_cluster();
+    let nic = json!({"networkName": "default/net-a", "macAddress": "52:54:00:00:00:01"});
+    let old = vmnetcfg_object(&json!([nic]));
+    let new = vmnetcfg_object(
+        &json!([nic, {"networkName": "default/typo", "macAddress": "52:54:00:00:00:02"}]),
+    );
+    let got = validated(&vmnetcfg_request("UPDATE", &new, &old), &cluster);
+    assert_eq!(got["response"]["status"]["code"], 422, "{got}");
+    assert_eq!(
+        got["response"]["status"]["message"],
+        "cannot update VirtualMachineNetworkConfig default/vm-1 because network-attachment-definitions.k8s.cni.cncf.io \"typo\" not found"
+    );
+    assert_eq!(
+        got["response"]["status"]["details"]["causes"][0]["field"],
+        "spec.networkConfigs[1].networkName"
+    );
+}
+
+#[test]
+fn lease_times_upstream_accepted_are_admitted_odd_ones_with_a_warning() {
+    let cluster = Caches::from_objects(
+        vec![],
+        vec![],
+        vec![("default".into(), "net-48".into(), BTreeMap::new())],
+    );
+    let pool = |lease: i64| {
+        json!({
+            "apiVersion": "network.harvesterhci.io/v1alpha1", "kind": "IPPool",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"networkName": "default/net-48", "ipv4Config": {"cidr": "192.168.48.0/24",
+                "serverIP": "192.168.48.2", "leaseTime": lease, "domainName": "",
+                "pool": {"start": "192.168.48.10", "end": "192.168.48.20"}}}
+        })
+    };
+    let got = validated(
+        &ippool_request("CREATE", &pool(0), Some("default"), "p"),
+        &cluster,
+    );
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+    assert!(got["response"].get("warnings").is_none(), "{got}");
+    let got = validated(
+        &ippool_request("CREATE", &pool(-1), Some("default"), "p"),
+        &cluster,
+    );
+    assert_eq!(got["response"]["allowed"], true, "{got}");
+    assert_eq!(
+        got["response"]["warnings"],
+        json!([
+            "spec.ipv4Config.leaseTime: lease time -1 is not positive: leases last the default 31536000 seconds (one year)"
+        ])
+    );
+}

@@ -1,5 +1,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rstest::rstest;
+use std::sync::Arc;
 
 use super::*;
 
@@ -12,7 +13,7 @@ fn base() -> IPPool {
         .with_range("192.168.48.81", "192.168.48.90")
 }
 
-fn ctx(pools: &[IPPool]) -> Context<'_> {
+fn ctx(pools: &[Arc<IPPool>]) -> Context<'_> {
     Context {
         service_cidr: Some("10.53.0.0/16".parse().unwrap()),
         nad_exists: true,
@@ -61,7 +62,7 @@ type Edit = fn(IPPool) -> IPPool;
         "server ip 192.168.48.0 is the same as network ip",
         "router ip 10.0.0.1 is not within subnet",
     ])]
-// --- ours (§14.6) ---
+// --- ours ---
 #[case::empty_network_name(|p: IPPool| p.with_network(""), &["invalid network name \"\": the name part is empty"])]
 #[case::end_before_start(|p: IPPool| p.with_range("192.168.48.90", "192.168.48.81"), &["end ip 192.168.48.81 is less than start ip 192.168.48.90"])]
 #[case::exclude_not_ipv4(|p: IPPool| p.with_exclude(&["192.168.48.82", "oops"]), &["exclude ip oops is not an IPv4 address"])]
@@ -74,12 +75,21 @@ type Edit = fn(IPPool) -> IPPool;
 #[case::domain_name(|p: IPPool| p.with_domain_name("aibao.moe"), &[])]
 #[case::domain_name_invalid(|p: IPPool| p.with_domain_name("-x.moe"), &["domain name -x.moe is not a valid domain name"])]
 #[case::domain_search_invalid(|p: IPPool| p.with_domain_search(&["aibao.moe", "a..b"]), &["domain search a..b is not a valid domain name"])]
+#[case::domain_name_empty_is_unset(|p: IPPool| p.with_domain_name(""), &[])]
+// Every leaseTime upstream accepted is accepted (odd ones get a warning, see below).
 #[case::lease_time_min(|p: IPPool| p.with_lease_time(60), &[])]
 #[case::lease_time_max(|p: IPPool| p.with_lease_time(4_294_967_294), &[])]
-#[case::lease_time_zero(|p: IPPool| p.with_lease_time(0), &["lease time 0 is out of range: must be between 60 and 4294967294 seconds"])]
-#[case::lease_time_negative(|p: IPPool| p.with_lease_time(-5), &["lease time -5 is out of range: must be between 60 and 4294967294 seconds"])]
-#[case::lease_time_too_short(|p: IPPool| p.with_lease_time(59), &["lease time 59 is out of range: must be between 60 and 4294967294 seconds"])]
-#[case::lease_time_infinite(|p: IPPool| p.with_lease_time(4_294_967_295), &["lease time 4294967295 is out of range: must be between 60 and 4294967294 seconds"])]
+#[case::lease_time_zero_is_unset(|p: IPPool| p.with_lease_time(0), &[])]
+#[case::lease_time_negative(|p: IPPool| p.with_lease_time(-5), &[])]
+#[case::lease_time_short(|p: IPPool| p.with_lease_time(59), &[])]
+#[case::lease_time_beyond_32_bits(|p: IPPool| p.with_lease_time(i64::MAX), &[])]
+#[case::zero_values(
+    |mut p: IPPool| {
+        let cfg = &mut p.spec.ipv4_config;
+        (cfg.lease_time, cfg.domain_name, cfg.pool.exclude) = (Some(0), Some(String::new()), Some(vec![]));
+        p.with_paused(false)
+    },
+    &[])]
 fn create(#[case] edit: Edit, #[case] want: &[&str]) {
     assert_eq!(messages(&validate_create(&edit(base()), &ctx(&[]))), want);
 }
@@ -150,7 +160,7 @@ fn no_service_cidr_means_no_overlap_check() {
 #[case::bare_name_elsewhere_is_another_network(IPPool::test("other", "pool-b").with_network("net-48"), &[])]
 #[case::itself_is_not_a_duplicate(IPPool::test("default", "net-48"), &[])]
 fn one_pool_per_network(#[case] existing: IPPool, #[case] want: &[&str]) {
-    let pools = [existing];
+    let pools = [Arc::new(existing)];
     assert_eq!(messages(&validate_create(&base(), &ctx(&pools))), want);
 }
 
@@ -207,17 +217,19 @@ fn update_checks_ratchet_on_unchanged_fields() {
     let new = old.clone().with_ntp(&["pool.ntp.org"]);
     assert!(validate_update(&old, &new, &ctx(&[])).is_empty());
     // Touching a field re-checks it.
-    let new = old.clone().with_lease_time(6);
+    let new = old.clone().with_dns(&["still-not-an-ip"]);
     assert_eq!(
         messages(&validate_update(&old, &new, &ctx(&[]))),
-        ["lease time 6 is out of range: must be between 60 and 4294967294 seconds"]
+        ["dns server still-not-an-ip is not an IPv4 address"]
     );
 }
 
 #[test]
 fn update_of_a_duplicate_pool_is_not_blocked() {
     let old = base();
-    let pools = [IPPool::test("other", "pool-b").with_network("default/net-48")];
+    let pools = [Arc::new(
+        IPPool::test("other", "pool-b").with_network("default/net-48"),
+    )];
     assert!(validate_update(&old, &old.clone().with_lease_time(600), &ctx(&pools)).is_empty());
 }
 
@@ -265,4 +277,35 @@ fn delete_finds_users_when_pool_and_nad_names_differ() {
     let users = [VirtualMachineNetworkConfig::test("default", "vm1")
         .with_nic("default/net-48", "aa:bb:cc:dd:ee:01")];
     assert_eq!(validate_delete(&pool, &users).len(), 1);
+}
+
+#[rstest]
+#[case::unset(None, &[])]
+#[case::zero_is_unset_silently(Some(0), &[])]
+#[case::usual(Some(3600), &[])]
+#[case::min(Some(60), &[])]
+#[case::max(Some(4_294_967_294), &[])]
+#[case::negative(Some(-5), &["lease time -5 is not positive: leases last the default 31536000 seconds (one year)"])]
+#[case::short(Some(59), &["lease time 59 is shorter than 60 seconds: clients renew several times a minute"])]
+#[case::infinite(Some(4_294_967_295), &["lease time 4294967295 is longer than the longest finite DHCP lease: 4294967294 seconds are sent"])]
+fn lease_time_warnings(#[case] secs: Option<i64>, #[case] want: &[&str]) {
+    let mut pool = base();
+    pool.spec.ipv4_config.lease_time = secs;
+    assert_eq!(messages(&warnings(None, &pool)), want);
+    let found = warnings(None, &pool);
+    assert!(found.iter().all(|w| w.field == "spec.ipv4Config.leaseTime"));
+}
+
+#[test]
+fn warnings_ratchet_on_update() {
+    let old = base().with_lease_time(5);
+    // Unchanged: no advice again on every edit of another field.
+    assert!(warnings(Some(&old), &old.clone().with_dns(&["1.1.1.1"])).is_empty());
+    assert_eq!(
+        messages(&warnings(Some(&old), &old.clone().with_lease_time(6))),
+        ["lease time 6 is shorter than 60 seconds: clients renew several times a minute"]
+    );
+    let mut deleting = old.clone().with_lease_time(-1);
+    deleting.metadata.deletion_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
+    assert!(warnings(Some(&old), &deleting).is_empty());
 }

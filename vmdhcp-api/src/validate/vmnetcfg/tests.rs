@@ -171,8 +171,18 @@ fn check_update(
 #[case::desired_ip_added_to_existing_nic(
     |mut c: VirtualMachineNetworkConfig| { c.spec.network_configs[1].ip_address = Some("192.168.48.90".into()); c },
     &["ip address 192.168.48.90 is not allocatable"])]
-#[case::nic_without_ip_is_not_looked_up(
+// A NIC added on a NAD that does not exist is refused as on create, with or without address.
+#[case::new_nic_on_missing_nad(
     |c: VirtualMachineNetworkConfig| c.with_nic("default/nope", "fa:cf:8e:50:82:01"),
+    &["network-attachment-definitions.k8s.cni.cncf.io \"nope\" not found"])]
+#[case::nic_moved_to_missing_nad(
+    |mut c: VirtualMachineNetworkConfig| { c.spec.network_configs[0].network_name = "default/nope".into(); c },
+    &["network-attachment-definitions.k8s.cni.cncf.io \"nope\" not found"])]
+#[case::new_mac_is_a_new_nic(
+    |mut c: VirtualMachineNetworkConfig| { c.spec.network_configs[1].mac_address = "also-bad".into(); c },
+    &["mac address also-bad is not a valid MAC address"])]
+#[case::new_nic_on_unmanaged_network(
+    |c: VirtualMachineNetworkConfig| c.with_nic("default/unmanaged", "fa:cf:8e:50:82:01"),
     &[])]
 #[case::new_nic_invalid_mac(
     |c: VirtualMachineNetworkConfig| c.with_nic("default/net-48", "nope"),
@@ -194,4 +204,110 @@ fn nothing_is_checked_while_deleting() {
     let mut new = old.clone().with_nic_ip("default/nope", "x", "y");
     new.metadata.deletion_timestamp = Some(Time("2024-01-01T00:00:00Z".parse().unwrap()));
     assert!(check_update(&old, &new).is_empty());
+}
+
+/// The NICs' NAD has been deleted since the object was written: edits that add nothing new
+/// on it still go through.
+#[rstest]
+#[case::unchanged(|c: VirtualMachineNetworkConfig| c, &[])]
+#[case::desired_ip_removed(
+    |mut c: VirtualMachineNetworkConfig| { c.spec.network_configs[0].ip_address = None; c },
+    &[])]
+#[case::other_nic_added(
+    |c: VirtualMachineNetworkConfig| c.with_nic("default/net-48", MAC2),
+    &[])]
+#[case::desired_ip_changed(
+    |mut c: VirtualMachineNetworkConfig| { c.spec.network_configs[0].ip_address = Some("192.168.48.83".into()); c },
+    &["network-attachment-definitions.k8s.cni.cncf.io \"gone\" not found"])]
+fn update_with_a_vanished_nad(#[case] edit: Edit, #[case] want: &[&str]) {
+    let old = VirtualMachineNetworkConfig::test("default", "vm").with_nic_ip(
+        "default/gone",
+        MAC1,
+        "192.168.48.84",
+    );
+    let new = edit(old.clone());
+    assert_eq!(messages(&check_update(&old, &new)), want);
+}
+
+#[test]
+fn bare_name_is_looked_up_in_the_vmnetcfgs_namespace() {
+    // KubeVirt attaches `net-48` of a VM in `vms` to `vms/net-48`; upstream's webhook looked
+    // in `default`. Only `vms/net-48` exists here.
+    let managed = pool().with_network("vms/net-48");
+    let lookup = |n: &NamespacedName| match (n.namespace.as_str(), n.name.as_str()) {
+        ("vms", "net-48") => Network::Managed(&managed),
+        _ => Network::NadNotFound,
+    };
+    let cfg =
+        VirtualMachineNetworkConfig::test("vms", "vm").with_nic_ip("net-48", MAC1, "10.0.0.1");
+    assert_eq!(
+        messages(&validate_create(&cfg, lookup)),
+        ["ip address 10.0.0.1 is not within subnet 192.168.48.0/24"]
+    );
+    let cfg = VirtualMachineNetworkConfig::test("default", "vm").with_nic("net-48", MAC1);
+    assert_eq!(
+        messages(&validate_create(&cfg, lookup)),
+        ["network-attachment-definitions.k8s.cni.cncf.io \"net-48\" not found"]
+    );
+}
+
+fn created(pool: IPPool, at: &str) -> IPPool {
+    let mut pool = pool;
+    pool.metadata.creation_timestamp = Some(Time(at.parse().unwrap()));
+    pool
+}
+
+#[test]
+fn pool_for_network_matches_network_names_not_pool_names() {
+    let network = NamespacedName::new("default", "net-48");
+    let named_elsewhere = IPPool::test("pools", "my-pool").with_network("default/net-48");
+    let bare_in_default = IPPool::test("default", "bare").with_network("net-48");
+    let bare_elsewhere = IPPool::test("pools", "net-48").with_network("net-48");
+    let name = |p: Option<&IPPool>| p.and_then(|p| p.metadata.name.clone());
+
+    assert_eq!(
+        name(pool_for_network(
+            &network,
+            std::slice::from_ref(&named_elsewhere)
+        )),
+        Some("my-pool".into())
+    );
+    assert_eq!(
+        name(pool_for_network(&network, &[bare_in_default])),
+        Some("bare".into())
+    );
+    // Same name as the NAD, other network: a pool's own name means nothing.
+    assert_eq!(name(pool_for_network(&network, &[bare_elsewhere])), None);
+    // Works over the `Arc`s a reflector store hands out.
+    let arcs = [std::sync::Arc::new(named_elsewhere)];
+    assert_eq!(
+        name(pool_for_network(&network, &arcs)),
+        Some("my-pool".into())
+    );
+}
+
+#[test]
+fn pool_for_network_chooses_as_the_controller() {
+    let network = NamespacedName::new("default", "net-48");
+    let name = |p: Option<&IPPool>| p.and_then(|p| p.metadata.name.clone());
+    let old = created(
+        IPPool::test("default", "b-old").with_network("default/net-48"),
+        "2024-01-01T00:00:00Z",
+    );
+    let young = created(
+        IPPool::test("default", "a-young").with_network("default/net-48"),
+        "2025-01-01T00:00:00Z",
+    );
+    assert_eq!(
+        name(pool_for_network(&network, &[young.clone(), old.clone()])),
+        Some("b-old".into())
+    );
+    // A pool being deleted serves nothing: the controller stops allocating from it.
+    let mut deleting = old;
+    deleting.metadata.deletion_timestamp = Some(Time("2025-06-01T00:00:00Z".parse().unwrap()));
+    assert_eq!(
+        name(pool_for_network(&network, &[deleting.clone(), young])),
+        Some("a-young".into())
+    );
+    assert_eq!(name(pool_for_network(&network, &[deleting])), None);
 }
