@@ -11,7 +11,8 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use dhcp_server::{
     Config, Context, DynamicPool, Lease, LeaseSource, LeaseTime, MacAddr, MessageType, Request,
     StaticLeases, decide,
@@ -121,6 +122,27 @@ impl Cycle {
     }
 }
 
+/// DISCOVER → OFFER and REQUEST → ACK, each over every client in turn.
+fn dora(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    traffic: &Traffic,
+    config: &Config,
+    leases: &mut impl LeaseSource,
+    now: Instant,
+    out: &mut [u8; 1500],
+) {
+    let n = traffic.discovers.len();
+    for (name, packets) in [
+        ("discover_offer", &traffic.discovers),
+        ("request_ack", &traffic.requests),
+    ] {
+        let mut i = Cycle(0, n);
+        g.bench_function(name, |b| {
+            b.iter(|| serve(black_box(&packets[i.next()]), config, leases, now, out));
+        });
+    }
+}
+
 fn static_leases(c: &mut Criterion) {
     let assignments = static_assignments(DEFAULT_BASE, CLIENTS, FIRST);
     let traffic = Traffic::new(&assignments);
@@ -135,30 +157,7 @@ fn static_leases(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("dhcp_static_10k");
     g.throughput(Throughput::Elements(1));
-    let mut i = Cycle(0, n);
-    g.bench_function("discover_offer", |b| {
-        b.iter(|| {
-            serve(
-                black_box(&traffic.discovers[i.next()]),
-                &config,
-                &mut leases,
-                now,
-                &mut out,
-            )
-        });
-    });
-    let mut i = Cycle(0, n);
-    g.bench_function("request_ack", |b| {
-        b.iter(|| {
-            serve(
-                black_box(&traffic.requests[i.next()]),
-                &config,
-                &mut leases,
-                now,
-                &mut out,
-            )
-        });
-    });
+    dora(&mut g, &traffic, &config, &mut leases, now, &mut out);
     // The three stages of a DISCOVER on their own, to see where the time goes.
     let mut i = Cycle(0, n);
     g.bench_function("parse_discover", |b| {
@@ -229,33 +228,9 @@ fn dynamic_pool(c: &mut Criterion) {
     }
     assert_eq!(leases.bound().count(), macs.len());
 
-    let n = traffic.discovers.len();
     let mut g = c.benchmark_group("dhcp_dynamic_10k");
     g.throughput(Throughput::Elements(1));
-    let mut i = Cycle(0, n);
-    g.bench_function("discover_offer", |b| {
-        b.iter(|| {
-            serve(
-                black_box(&traffic.discovers[i.next()]),
-                &config,
-                &mut leases,
-                now,
-                &mut out,
-            )
-        });
-    });
-    let mut i = Cycle(0, n);
-    g.bench_function("request_ack", |b| {
-        b.iter(|| {
-            serve(
-                black_box(&traffic.requests[i.next()]),
-                &config,
-                &mut leases,
-                now,
-                &mut out,
-            )
-        });
-    });
+    dora(&mut g, &traffic, &config, &mut leases, now, &mut out);
     g.finish();
 }
 

@@ -86,7 +86,9 @@ pub use engine::{Context, Decision, RequestState, Target, decide};
 pub use error::Error;
 pub use event::{Event, EventKind, IgnoreReason};
 pub use hwaddr::{HwAddr, MacAddr};
-pub use leases::{Confirmation, DynamicPool, Lease, LeaseSource, NoOffer, Query, StaticLeases};
+pub use leases::{
+    Confirmation, DynamicPool, Lease, LeaseSource, LeaseTable, NoOffer, Query, StaticLeases,
+};
 pub use metrics::handles::Metrics;
 pub use reply::{EncodeError, Reply};
 pub use request::{Area, MessageType, ParseError, Request, Skip, Skips};

@@ -1,5 +1,6 @@
 //! DHCP clients for the veth examples: busybox `udhcpc` when installed, else a minimal
-//! client built on dhcproto. Both report the lease as a [`Got`].
+//! client built on dhcproto. Both report the lease as a [`Got`]. The built-in client can also
+//! decline what it got ([`builtin_decline`]), which udhcpc cannot be made to do.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -145,15 +146,7 @@ pub async fn get_lease(t: &Topology, builtin: bool) -> Result<Got> {
 /// # Errors
 /// When the socket cannot be opened or no ACK comes after 4 tries of each step.
 pub async fn builtin_client(t: &Topology) -> Result<Got> {
-    let sock = t.in_client(|| {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-        s.bind_device(Some(CLIENT_IF.as_bytes()))?;
-        s.set_broadcast(true)?;
-        s.set_nonblocking(true)?;
-        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())?;
-        Ok(std::net::UdpSocket::from(s))
-    })?;
-    let sock = tokio::net::UdpSocket::from_std(sock)?;
+    let sock = client_socket(t)?;
     let server = SocketAddrV4::new(Ipv4Addr::BROADCAST, 67);
     let xid = std::process::id();
 
@@ -207,6 +200,53 @@ pub async fn builtin_client(t: &Topology) -> Result<Got> {
         }
     }
     Ok(got)
+}
+
+/// Declines `got.address` to `got.server` (RFC 2131 §4.4.1: the client found the address in
+/// use, e.g. by an ARP probe): a DHCPDECLINE from 0.0.0.0 with the address in option 50 and
+/// the server in option 54. No reply is expected.
+///
+/// # Errors
+/// When the socket cannot be opened or the datagram not sent, or `got` does not hold two
+/// IPv4 addresses.
+pub async fn builtin_decline(t: &Topology, got: &Got) -> Result<()> {
+    let address: Ipv4Addr = got
+        .address
+        .parse()
+        .map_err(|e| format!("declined address {:?}: {e}", got.address))?;
+    let server_id: Ipv4Addr = got
+        .server
+        .parse()
+        .map_err(|e| format!("server identifier {:?}: {e}", got.server))?;
+    let sock = client_socket(t)?;
+    let mut decline = client_message(std::process::id().wrapping_add(1), MessageType::Decline);
+    // RFC 2131 Table 5: no broadcast flag, ciaddr 0, option 50 and 54 required.
+    decline.set_flags(Flags::default());
+    decline
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(address));
+    decline
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(server_id));
+    sock.send_to(
+        &decline.to_vec()?,
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, 67),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The client's UDP socket: port 68 on the client's interface, broadcast allowed.
+fn client_socket(t: &Topology) -> Result<tokio::net::UdpSocket> {
+    let sock = t.in_client(|| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        s.bind_device(Some(CLIENT_IF.as_bytes()))?;
+        s.set_broadcast(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into())?;
+        Ok(std::net::UdpSocket::from(s))
+    })?;
+    Ok(tokio::net::UdpSocket::from_std(sock)?)
 }
 
 fn client_message(xid: u32, kind: MessageType) -> Message {

@@ -8,11 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Written to stderr directly: the harness captures `eprintln!` and would hide it.
-fn skip(reason: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
-}
+use vmdhcp_examples::prereq::unavailable as skip;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()

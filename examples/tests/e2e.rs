@@ -165,9 +165,7 @@ async fn start_webhook(cluster: &Cluster, docs: &[Value], ns: &str, dir: &Path) 
     ]);
     let args = vmdhcp_webhook::cli::Args::try_parse_from(&line).expect("webhook arguments");
     let config = vmdhcp_webhook::run::Config::from_args(&args).expect("webhook config");
-    let client = vmdhcp_webhook::run::client(args.kubeconfig.clone(), None)
-        .await
-        .expect("webhook client");
+    let client = e2e::client_for(&kubeconfig).await.expect("webhook client");
     let stop = CancellationToken::new();
     let run = vmdhcp_webhook::run::run(client, config, listener, stop.clone());
     Program::spawn("webhook", stop, async move {
@@ -630,6 +628,248 @@ async fn the_controllers_bookkeeping_goes_on_while_the_webhook_is_down() {
             cluster_scoped,
         )
         .await;
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An agent serving `pool` in `ns` with the agent ServiceAccount's token, its DHCP socket in
+/// `t`'s server namespace, running until the token returned is cancelled.
+async fn start_agent(
+    cluster: &Cluster,
+    ns: &str,
+    pool: &str,
+    dir: &Path,
+    t: &Topology,
+) -> (
+    std::sync::Arc<vmdhcp_agent::state::Served>,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), vmdhcp_agent::Error>>,
+) {
+    let kubeconfig =
+        e2e::service_account_kubeconfig(cluster, ns, AGENT_SA, &dir.join("agent.kubeconfig"))
+            .await
+            .expect("agent token");
+    let client = e2e::client_for(&kubeconfig).await.expect("agent client");
+    let socket = t
+        .bind_server(&dhcp_server::SocketConfig::new().interface(SERVER_IF))
+        .expect("DHCP socket in the server namespace");
+    let mut agent = vmdhcp_agent::Agent::new(
+        vmdhcp_agent::Source::Kube {
+            client,
+            namespace: ns.to_owned(),
+            name: pool.to_owned(),
+        },
+        vmdhcp_agent::Dhcp::Socket(socket),
+    );
+    agent.name = format!("{ns}-{pool}-agent");
+    let served = agent.served.clone();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(agent.run(stop.clone()));
+    tokio::time::timeout(WAIT, served.configured())
+        .await
+        .expect("the agent synced its IPPool with the agent ServiceAccount's token");
+    (served, stop, running)
+}
+
+fn v4_status(pool: IPPool) -> Option<vmdhcp_api::ippool::IPv4Status> {
+    pool.status?.ipv4
+}
+
+/// A VM NIC gets address X; the real (built-in) client declines X as in use by another host.
+/// The agent stops offering X and posts a Warning Event on the pool; the controller marks X
+/// `CONFLICT` in the pool's status, moves the NIC to Y, tells the vmnetcfg and marks the
+/// report handled; the client then gets Y, never X again. Once the operator removes the
+/// mark, X is free again. Each program runs with exactly the chart's RBAC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_declined_address_moves_the_vm_and_stays_out_of_use_until_cleared() {
+    let Some(cluster) = e2e::cluster().await else {
+        return;
+    };
+    if !e2e::require_root("network namespaces for the agent and the DHCP client") {
+        return;
+    }
+    if let Some(reason) = netns::unsupported() {
+        return e2e::unavailable(&reason);
+    }
+    let client = cluster.client.clone();
+    e2e::ensure_kubevirt_and_multus(&client).await;
+    let dir = std::env::temp_dir().join(e2e::unique_name("vmdhcp-e2e-conflict"));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let admin = client.clone();
+    let scratch = dir.clone();
+    e2e::with_temp_ns(&admin, "vmdhcp-e2e-conflict", |ns| async move {
+        let dir = scratch;
+        let docs = chart_docs(&ns);
+        let cluster_scoped = apply_rbac(&client, &docs).await;
+        let programs = [
+            start_webhook(&cluster, &docs, &ns, &dir).await,
+            start_controller(&cluster, &docs, &ns, &dir).await,
+        ];
+        let t = Topology::create("vmdhcp-e2e-conflict")
+            .expect("network namespaces")
+            .quiet();
+        t.set_client_mac(VM_MAC).expect("client MAC");
+        let mut agent = None;
+
+        let result = std::panic::AssertUnwindSafe(async {
+            await_webhook(&client, &ns).await;
+            create_nad(&client, &ns, "net-c").await;
+            let pools: Api<IPPool> = Api::namespaced(client.clone(), &ns);
+            pools
+                .create(&PostParams::default(), &pool(&ns, "net-c", "net-c"))
+                .await
+                .expect("create the IPPool");
+            create_vm(&client, &ns, "vm-c", "net-c", VM_MAC).await;
+            let cfgs: Api<VirtualMachineNetworkConfig> = Api::namespaced(client.clone(), &ns);
+            let x = allocated_ip(&cfgs, "vm-c").await;
+
+            let (served, stop, running) = start_agent(&cluster, &ns, "net-c", &dir, &t).await;
+            agent = Some((stop, running));
+            let got = e2e::eventually("the built-in client's lease", WAIT, || async {
+                vmdhcp_examples::client::builtin_client(&t).await.ok()
+            })
+            .await;
+            assert_eq!(got.address, x, "the client got the VM's address");
+
+            // Another host answers for X: the client declines it.
+            vmdhcp_examples::client::builtin_decline(&t, &got)
+                .await
+                .expect("send the DECLINE");
+
+            // The agent's report: a Warning on the pool naming the address and the MAC.
+            let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+            let report = e2e::eventually("the agent's AddressConflict Event", WAIT, || async {
+                let list = events
+                    .list(&ListParams::default().fields("reason=AddressConflict"))
+                    .await
+                    .ok()?;
+                list.items.into_iter().find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("IPPool")
+                })
+            })
+            .await;
+            assert_eq!(report.type_.as_deref(), Some("Warning"));
+            assert_eq!(report.action.as_deref(), Some("Decline"));
+            assert_eq!(
+                report.reporting_controller.as_deref(),
+                Some("vm-dhcp-agent")
+            );
+            let note = report.note.clone().unwrap_or_default();
+            assert!(note.contains(&x) && note.contains(VM_MAC), "{note}");
+            let annotations = report.metadata.annotations.clone().unwrap_or_default();
+            assert_eq!(
+                annotations
+                    .get("network.harvesterhci.io/conflict-ip")
+                    .map(String::as_str),
+                Some(x.as_str())
+            );
+            assert_eq!(
+                annotations
+                    .get("network.harvesterhci.io/conflict-mac")
+                    .map(String::as_str),
+                Some(VM_MAC)
+            );
+
+            // The controller: X is the CONFLICT mark, the NIC moves to Y.
+            e2e::eventually("X marked CONFLICT in the pool's status", WAIT, || async {
+                let v4 = v4_status(pools.get("net-c").await.ok()?)?;
+                (v4.allocated.get(&x).map(String::as_str) == Some("CONFLICT")).then_some(())
+            })
+            .await;
+            let y = e2e::eventually("the vmnetcfg to move to another address", WAIT, || async {
+                let cfg = cfgs.get_opt("vm-c").await.ok().flatten()?;
+                let entry = cfg.status?.network_configs.into_iter().next()?;
+                (entry.state == "Allocated" && entry.allocated_ip_address != x)
+                    .then_some(entry.allocated_ip_address)
+            })
+            .await;
+            let v4 = v4_status(pools.get("net-c").await.expect("the pool")).expect("ipv4");
+            assert_eq!(v4.allocated.get(&y).map(String::as_str), Some(VM_MAC));
+            assert_eq!(
+                v4.allocated.get(&x).map(String::as_str),
+                Some("CONFLICT"),
+                "X stays out of use, held by no MAC"
+            );
+            let handled = e2e::eventually("the report annotated as handled", WAIT, || async {
+                let e = events.get(&report.name_any()).await.ok()?;
+                e.metadata
+                    .annotations?
+                    .get("network.harvesterhci.io/conflict-handled")
+                    .cloned()
+            })
+            .await;
+            assert!(handled.contains(&y), "{handled}");
+            let warning = e2e::eventually("the Warning on the vmnetcfg", WAIT, || async {
+                let list = events
+                    .list(&ListParams::default().fields("reason=AddressConflict"))
+                    .await
+                    .ok()?;
+                list.items.into_iter().find(|e| {
+                    e.regarding.as_ref().and_then(|r| r.kind.as_deref())
+                        == Some("VirtualMachineNetworkConfig")
+                })
+            })
+            .await;
+            let note = warning.note.unwrap_or_default();
+            assert!(
+                note.contains(&x) && note.contains(&y) && note.contains(VM_MAC),
+                "{note}"
+            );
+
+            // The client gets Y, and X is never offered again.
+            let got = e2e::eventually("a lease of the new address", WAIT, || async {
+                let got = vmdhcp_examples::client::builtin_client(&t).await.ok()?;
+                assert_ne!(got.address, x, "the declined address was offered again");
+                Some(got)
+            })
+            .await;
+            assert_eq!(got.address, y);
+            let mac: dhcp_server::MacAddr = VM_MAC.parse().expect("MAC");
+            assert_eq!(
+                served.leases().get(mac).map(|l| l.addr().to_string()),
+                Some(y.clone())
+            );
+            assert!(
+                served.leases().conflicts().is_empty(),
+                "the agent lifted its mark once the pool moved the MAC"
+            );
+            assert!(
+                !served.table().iter().any(|(_, ip)| ip.to_string() == x),
+                "no lease for X"
+            );
+
+            // The operator clears the mark: X counts as free again.
+            let available = v4.available;
+            let path = format!("/status/ipv4/allocated/{x}");
+            let remove: json_patch::Patch =
+                serde_json::from_value(json!([{"op": "remove", "path": path}]))
+                    .expect("a JSON patch");
+            pools
+                .patch_status("net-c", &PatchParams::default(), &Patch::Json::<()>(remove))
+                .await
+                .expect("remove the CONFLICT mark");
+            e2e::eventually("X to count as available again", WAIT, || async {
+                let v4 = v4_status(pools.get("net-c").await.ok()?)?;
+                (!v4.allocated.contains_key(&x) && v4.available == available + 1).then_some(())
+            })
+            .await;
+            // The lowest free address again: the next VM gets it.
+            create_vm(&client, &ns, "vm-d", "net-c", "02:00:00:98:00:04").await;
+            assert_eq!(allocated_ip(&cfgs, "vm-d").await, x);
+        })
+        .catch_unwind()
+        .await;
+
+        if let Some((stop, running)) = agent {
+            stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(30), running).await;
+        }
+        drop(t);
+        teardown(&client, &ns, programs, cluster_scoped).await;
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }

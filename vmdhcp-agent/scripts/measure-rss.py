@@ -19,20 +19,23 @@ namespace, so the host's /run is untouched) and KUBERNETES_SERVICE_HOST/PORT, wi
 Resident file-backed pages (the binary's code) depend on what of the binary is in the page
 cache: a fault maps the neighbouring pages that are cached too. Before each start the script
 therefore reads the whole binary into the page cache (`--cache warm`, the default: the state
-right after an image pull, and the larger number) or drops it from there (`--cache cold`).
+right after an image pull) or drops it from there (`--cache cold`). On the project's machine
+both give the same numbers within 0.2 MiB: readahead brings the neighbours in either way.
 
 `--edit` also changes the pool's DNS option once the agent is serving and waits until the new
 version is applied, so the measurement includes a watch event carrying the whole object (in
 production the status changes with every VM added).
 
-Needs root, iproute2, udhcpc; kube mode also kubectl and scripts/kube-test-server/build.sh's
-binary. Run from the workspace root after `cargo build --release -p vmdhcp-agent`:
+Needs root, iproute2, udhcpc; kube mode also scripts/kube-test-server/build.sh's binary and
+kubectl (the one build.sh puts next to it, else PATH's). Run from the workspace root after
+`cargo build --release -p vmdhcp-agent`:
 
     sudo vmdhcp-agent/scripts/measure-rss.py standalone 0 10000 50000
     sudo vmdhcp-agent/scripts/measure-rss.py kube 0 10000 30000 \\
         --kube-test-server "$(scripts/kube-test-server/build.sh)"
 
-Prints one line per run and a Markdown table at the end.
+Prints one line per run and a Markdown table at the end: per lease count the median and the
+range (min–max) over `--repeat` runs, in MiB (kB / 1024, as /proc reports them).
 """
 
 import argparse
@@ -253,10 +256,17 @@ def dhcp_requests(t, scratch, n, count, dns=None):
     return len(picks)
 
 
+def kubectl_for(server):
+    """The kubectl that scripts/kube-test-server/build.sh puts next to the server, else PATH's."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(server)), "kubectl")
+    return beside if os.access(beside, os.X_OK) else shutil.which("kubectl")
+
+
 class KubeServer:
     def __init__(self, t, binary, scratch):
         self.dir = os.path.join(scratch, "kts")
         self.t = t
+        self.kubectl_bin = kubectl_for(binary)
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", t.srv, binary, "--dir", self.dir],
             stdout=subprocess.PIPE, stderr=open(os.path.join(scratch, "kts.err"), "w"), text=True)
@@ -266,8 +276,8 @@ class KubeServer:
         self.kubectl("wait", "--for=condition=Established", "crd/ippools.network.harvesterhci.io")
 
     def kubectl(self, *args, stdout=subprocess.DEVNULL, **kw):
-        return sh("ip", "netns", "exec", self.t.srv, "kubectl", "--kubeconfig", self.kubeconfig,
-                  *args, stdout=stdout, **kw)
+        return sh("ip", "netns", "exec", self.t.srv, self.kubectl_bin, "--kubeconfig",
+                  self.kubeconfig, *args, stdout=stdout, **kw)
 
     def incluster(self, ns, scratch):
         """A ServiceAccount that may read IPPools in `ns`, and the files a Pod would get."""
@@ -393,7 +403,8 @@ def main():
     p.add_argument("--kube-test-server", help="kube-test-server binary (kube mode)")
     p.add_argument("--requests", type=int, default=3, help="DHCP leases taken before measuring")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading")
-    p.add_argument("--repeat", type=int, default=3, help="runs per lease count (median kept)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per lease count (median, min and max reported)")
     p.add_argument("--auth", choices=["in-cluster", "kubeconfig"], default="in-cluster",
                    help="kube mode: how the agent authenticates (default: as in a Pod)")
     p.add_argument("--cache", choices=["warm", "cold"], default="warm",
@@ -403,14 +414,18 @@ def main():
     args = p.parse_args()
     if os.geteuid() != 0:
         sys.exit("measure-rss: needs root (network namespaces)")
-    for tool in ["ip", "udhcpc"] + (["kubectl"] if args.mode == "kube" else []):
+    for tool in ["ip", "udhcpc"]:
         if shutil.which(tool) is None:
             sys.exit(f"measure-rss: {tool} is not installed")
     if args.mode == "kube" and not args.kube_test_server:
         sys.exit("measure-rss: kube mode needs --kube-test-server BIN")
+    if args.mode == "kube" and kubectl_for(args.kube_test_server) is None:
+        sys.exit("measure-rss: no kubectl next to the server or on PATH")
     if max(args.leases) > 65000:
         sys.exit("measure-rss: a /16 holds at most 65,000 leases here")
     args.bin = os.path.abspath(args.bin)
+    # Other work on the machine changes nothing in the agent's memory, but say what it was.
+    print(f"load average at the start: {loadavg()}", flush=True)
     scratch = tempfile.mkdtemp(prefix="agmem-")
     t = Topology()
     kube = None
@@ -426,18 +441,30 @@ def main():
                 print(f"{args.mode} leases={n} run={r + 1} VmRSS={st['VmRSS']} kB "
                       f"VmHWM={st['VmHWM']} kB RssAnon={st['RssAnon']} kB "
                       f"RssFile={st['RssFile']} kB dhcp_leases_taken={served}", flush=True)
-            rows.append((n, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
+            rows.append((n, runs))
     finally:
         if kube:
             kube.close()
         t.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    print(f"load average at the end: {loadavg()}")
     print()
-    print(f"| {args.mode} leases | VmRSS MiB | VmHWM (peak) MiB | RssAnon MiB |")
-    print("|---|---|---|---|")
-    for n, m in rows:
-        print(f"| {n:,} | {m['VmRSS'] / 1024:.1f} | {m['VmHWM'] / 1024:.1f} "
-              f"| {m['RssAnon'] / 1024:.1f} |")
+
+    def spread(runs, key):
+        vals = [r[key] / 1024 for r in runs]
+        return f"{statistics.median(vals):.1f} ({min(vals):.1f}–{max(vals):.1f})"
+
+    print(f"| {args.mode} leases | runs | VmRSS MiB, median (min–max) "
+          "| VmHWM (peak) MiB, median (min–max) | RssAnon MiB | RssFile MiB |")
+    print("|---|---|---|---|---|---|")
+    for n, runs in rows:
+        print(f"| {n:,} | {len(runs)} | {spread(runs, 'VmRSS')} | {spread(runs, 'VmHWM')} "
+              f"| {spread(runs, 'RssAnon')} | {spread(runs, 'RssFile')} |")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

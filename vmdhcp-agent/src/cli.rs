@@ -67,6 +67,10 @@ pub struct Args {
     /// Trace logging.
     #[arg(long, env = "VM_DHCP_AGENT_TRACE", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trace: bool,
+
+    /// Log line format: `text` or `json` (one object per line).
+    #[arg(long, env = "VMDHCP_LOG_FORMAT", default_value = "text", value_parser = str::parse::<vmdhcp_api::binary::LogFormat>)]
+    pub log_format: vmdhcp_api::binary::LogFormat,
 }
 
 impl Args {

@@ -1,7 +1,7 @@
 //! Standalone mode's source: one YAML file holding the IPPool a user would `kubectl apply`
 //! (with `status.ipv4.allocated`, as the controller writes it) and, optionally,
 //! VirtualMachineNetworkConfig documents whose NICs on the pool's network get addresses here,
-//! with `ipam`, the way the controller would allocate them.
+//! with the controller's own allocation rules ([`vmdhcp_api::alloc`]).
 
 use std::hash::Hasher;
 use std::io::Read;
@@ -9,9 +9,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipam::Strategy;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use vmdhcp_api::alloc::{self, Allocator, Request};
 use vmdhcp_api::ippool::{IPPool, IPPoolStatus};
 use vmdhcp_api::network::resolve_network_name;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
@@ -30,8 +30,10 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 ///
 /// Rules: exactly one `IPPool` document; any number of `VirtualMachineNetworkConfig`
 /// documents; empty documents are ignored; any other kind is an error. A NIC whose MAC
-/// already has an address keeps it; a NIC with `ipAddress` gets that address or an error; the
-/// others get the lowest free address, in document order — so the same file always gives the
+/// already has an address keeps it (unless its `ipAddress` names another: then it moves); a NIC
+/// with `ipAddress` gets that address or an error; the others get the address their
+/// vmnetcfg's status recorded when it is still free, else the lowest free address, in document
+/// order — so the same file always gives the
 /// same table. Paused vmnetcfgs and NICs on other networks are left alone.
 ///
 /// # Errors
@@ -87,18 +89,12 @@ pub fn parse(path: &Path, text: &str) -> Result<IPPool, Error> {
     Ok(pool)
 }
 
-/// Allocates every vmnetcfg NIC on the pool's network into the pool's status.
+/// Allocates every vmnetcfg NIC on the pool's network into the pool's status, with the
+/// controller's rules ([`vmdhcp_api::alloc`]).
 fn allocate(pool: &mut IPPool, cfgs: &[VirtualMachineNetworkConfig]) -> Result<(), String> {
     let name = state::pool_name(pool);
     let network = pool.network().map_err(|e| format!("IPPool {name}: {e}"))?;
-    let mut ipam =
-        vmdhcp_api::convert::to_ipam_pool(pool).map_err(|e| format!("IPPool {name}: {e}"))?;
-    let mut by_mac: Vec<(vmdhcp_api::MacAddr, Ipv4Addr)> = vmdhcp_api::convert::allocations(pool)
-        .map_err(|e| format!("IPPool {name}: {e}"))?
-        .into_iter()
-        .filter_map(|(ip, mac)| mac.parse().ok().map(|m| (m, ip)))
-        .collect();
-    let status = pool.status.get_or_insert_with(IPPoolStatus::default);
+    let mut alloc = Allocator::rebuild(pool).map_err(|e| format!("IPPool {name}: {e}"))?;
     for cfg in cfgs {
         if cfg.spec.paused == Some(true) {
             continue;
@@ -113,27 +109,33 @@ fn allocate(pool: &mut IPPool, cfgs: &[VirtualMachineNetworkConfig]) -> Result<(
                 continue;
             }
             let mac = nic.mac().map_err(|e| format!("{}: {e}", at()))?;
-            if by_mac.iter().any(|(m, _)| *m == mac) {
-                continue;
-            }
-            let ip = match nic.ip_address.as_deref().filter(|s| !s.is_empty()) {
-                Some(wanted) => {
-                    let ip: Ipv4Addr = wanted
-                        .parse()
-                        .map_err(|_| format!("{}: ipAddress {wanted:?} is not IPv4", at()))?;
-                    ipam.allocate_specific(ip)
-                        .map_err(|e| format!("{}: ipAddress {wanted}: {e}", at()))?;
-                    ip
-                }
-                None => ipam
-                    .allocate(Strategy::LowestFree)
-                    .map_err(|e| format!("{}: MAC {mac}: {e}", at()))?,
+            let desired = match nic.ip_address.as_deref().filter(|s| !s.is_empty()) {
+                Some(wanted) => Some(
+                    wanted
+                        .parse::<Ipv4Addr>()
+                        .map_err(|_| format!("{}: ipAddress {wanted:?} is not IPv4", at()))?,
+                ),
+                None => None,
             };
-            vmdhcp_api::status::record_allocation(status, ip, &mac.to_string());
-            by_mac.push((mac, ip));
+            // What the vmnetcfg's status last recorded for this MAC, as the controller prefers it.
+            let previous = cfg
+                .status
+                .iter()
+                .flat_map(|s| &s.network_configs)
+                .filter(|st| st.mac_address.parse().ok() == Some(mac))
+                .find_map(|st| st.allocated_ip_address.parse().ok());
+            let req = Request {
+                mac_text: &nic.mac_address,
+                mac,
+                desired,
+                previous,
+            };
+            alloc::allocate(pool, &mut alloc, &req)
+                .map_err(|e| format!("{}: MAC {}: {e}", at(), nic.mac_address))?;
         }
     }
-    vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &ipam);
+    let status = pool.status.get_or_insert_with(IPPoolStatus::default);
+    vmdhcp_api::status::refresh_ipv4(status, &pool.spec.ipv4_config, &alloc.ipam);
     Ok(())
 }
 
@@ -407,7 +409,10 @@ spec:
             .expect_err("address taken")
             .to_string();
         assert!(
-            err.contains("vmnetcfg default/vm-x networkConfigs[0]: ipAddress 192.168.48.84"),
+            err.contains(
+                "vmnetcfg default/vm-x networkConfigs[0]: MAC 02:00:00:00:00:0a: \
+                 designated ip 192.168.48.84 is already allocated"
+            ),
             "{err}"
         );
         let bad_mac = format!("{POOL}{}", vmnetcfg("vm-y", "net-48", "zz:zz", None));

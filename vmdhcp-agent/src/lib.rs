@@ -13,6 +13,8 @@
 //!   whole on every change so the next reply uses the latest spec.
 //! - [`watch`] — Kubernetes source: the watcher, and the pure event → action step.
 //! - [`file`](mod@file) — standalone source: parse, allocate vmnetcfg NICs with `ipam`, follow changes.
+//! - [`conflict`] — address conflicts (DHCPDECLINE): how long a mark stands, and the Warning
+//!   Event that tells the controller.
 //! - [`ntp`] — resolves NTP host names on a schedule.
 //! - [`http`] — `/healthz`, `/readyz`, `/metrics`, `/leases`.
 //! - [`memory`] — gives the memory freed after loading a pool back to the system.
@@ -30,6 +32,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod cli;
+pub mod conflict;
 pub mod error;
 pub mod file;
 pub mod http;

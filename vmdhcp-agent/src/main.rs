@@ -3,19 +3,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use vmdhcp_agent::cli::Args;
 
 fn main() -> ExitCode {
     vmdhcp_agent::memory::tune();
     let args = Args::parse();
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(args.log_filter()));
-    // Colour only on a terminal: pod logs and journald get plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    vmdhcp_api::binary::init_logging(args.log_filter(), args.log_format);
     let metrics = match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
         Ok(handle) => Some(handle),
         Err(e) => {
@@ -23,23 +16,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(vmdhcp_agent::run::main(args, metrics)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("vmdhcp-agent: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vmdhcp_api::binary::run("vmdhcp-agent", 2, vmdhcp_agent::run::main(args, metrics))
 }

@@ -19,6 +19,12 @@ pub const LISTS_TOTAL: &str = "vmdhcp_agent_lists_total";
 pub const WATCH_EXPIRED_TOTAL: &str = "vmdhcp_agent_watch_expired_total";
 /// NTP host names that failed to resolve.
 pub const NTP_RESOLVE_ERRORS_TOTAL: &str = "vmdhcp_agent_ntp_resolve_errors_total";
+/// Address conflicts: a client declined its address (once per conflict while it is marked).
+pub const CONFLICTS_TOTAL: &str = "vmdhcp_agent_conflicts_total";
+/// Addresses held back now because their client declined them (until the pool moves it).
+pub const CONFLICTS: &str = "vmdhcp_agent_conflicts";
+/// Conflict reports (Kubernetes Events) that could not be posted.
+pub const CONFLICT_REPORT_ERRORS_TOTAL: &str = "vmdhcp_agent_conflict_report_errors_total";
 
 /// Registers the help texts (call once, after installing the recorder).
 pub fn describe() {
@@ -40,6 +46,18 @@ pub fn describe() {
     describe_counter!(
         NTP_RESOLVE_ERRORS_TOTAL,
         "NTP host names that failed to resolve"
+    );
+    describe_counter!(
+        CONFLICTS_TOTAL,
+        "Address conflicts: a client declined its address as in use by another host"
+    );
+    describe_gauge!(
+        CONFLICTS,
+        "Addresses held back because their client declined them, until the pool moves it"
+    );
+    describe_counter!(
+        CONFLICT_REPORT_ERRORS_TOTAL,
+        "Conflict reports (Kubernetes Events) that could not be posted"
     );
 }
 
@@ -70,4 +88,17 @@ pub(crate) fn watch_expired() {
 
 pub(crate) fn ntp_error() {
     counter!(NTP_RESOLVE_ERRORS_TOTAL).increment(1);
+}
+
+pub(crate) fn conflict() {
+    counter!(CONFLICTS_TOTAL).increment(1);
+}
+
+pub(crate) fn conflicts(n: usize) {
+    #[allow(clippy::cast_precision_loss)] // a handful, never near 2^52
+    gauge!(CONFLICTS).set(n as f64);
+}
+
+pub(crate) fn report_error() {
+    counter!(CONFLICT_REPORT_ERRORS_TOTAL).increment(1);
 }

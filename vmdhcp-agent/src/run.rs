@@ -1,6 +1,6 @@
 //! Wiring: the source (Kubernetes watch or file) feeds [`Served`], the DHCP server answers
-//! from it, the NTP resolver refreshes it, the HTTP endpoints report on it. Everything stops
-//! on one cancellation token.
+//! from it (its DECLINEs go to the [`conflict`] reporter), the NTP resolver refreshes it, the
+//! HTTP endpoints report on it. Everything stops on one cancellation token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::Args;
 use crate::error::Error;
 use crate::state::{self, Served};
-use crate::{file, http, metrics, ntp, watch};
+use crate::{conflict, file, http, metrics, ntp, watch};
 
 /// Where the IPPool comes from.
 pub enum Source {
@@ -61,6 +61,8 @@ pub struct Agent {
     pub metrics: Option<PrometheusHandle>,
     /// The state it serves; give a clone to whoever wants to look at it.
     pub served: Arc<Served>,
+    /// Its name (the Pod's): the reporting instance of its Events.
+    pub name: String,
     /// `http`, bound early by [`Agent::listen_http`].
     http_listener: Option<tokio::net::TcpListener>,
 }
@@ -76,6 +78,7 @@ impl Agent {
             ntp_refresh: Duration::from_secs(300),
             metrics: None,
             served: Arc::new(Served::new()),
+            name: "vmdhcp-agent".to_owned(),
             http_listener: None,
         }
     }
@@ -115,6 +118,7 @@ impl Agent {
             ntp_refresh,
             metrics: prometheus,
             served,
+            name,
             http_listener,
         } = self;
         metrics::describe();
@@ -136,6 +140,19 @@ impl Agent {
             };
             tasks.spawn(http::serve(listener, router, stop.clone()));
         }
+        let sink = match &source {
+            Source::Kube {
+                client,
+                namespace,
+                name: pool,
+            } => conflict::Sink::Kube {
+                client: client.clone(),
+                namespace: namespace.clone(),
+                name: pool.clone(),
+                instance: name,
+            },
+            Source::File(_) => conflict::Sink::Log,
+        };
         start_source(source, &mut tasks, &served, &ready, &options_changed, &stop)?;
 
         {
@@ -159,7 +176,7 @@ impl Agent {
         };
         if let Some(socket) = socket {
             let (served, stop) = (served.clone(), stop.clone());
-            tasks.spawn(serve_dhcp(served, socket, stop));
+            tasks.spawn(serve_dhcp(served, socket, sink, stop));
         }
 
         let mut result = Ok(());
@@ -229,6 +246,7 @@ fn start_source(
 async fn serve_dhcp(
     served: Arc<Served>,
     socket: DhcpSocket,
+    sink: conflict::Sink,
     stop: CancellationToken,
 ) -> Result<(), Error> {
     let nic = socket
@@ -239,9 +257,11 @@ async fn serve_dhcp(
         config = served.configured() => config,
     };
     let (events_tx, mut events) = tokio::sync::mpsc::channel(4096);
+    let mut conflicts = conflict::Reporter::new(sink, served.clone());
     tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             log_event(&event);
+            conflicts.on_event(&event);
         }
     });
     tracing::info!(%nic, "serving DHCP");
@@ -255,7 +275,7 @@ async fn serve_dhcp(
 
 fn log_event(event: &Event) {
     match event.kind() {
-        // An address conflict: the operator must see it.
+        // An address conflict: the operator must see it (and the conflict reporter acts).
         EventKind::Declined => tracing::warn!("{event}"),
         EventKind::Ignored(_) => tracing::debug!("{event}"),
         _ => tracing::info!("{event}"),
@@ -271,7 +291,12 @@ pub async fn main(args: Args, metrics: Option<PrometheusHandle>) -> Result<(), E
         (Some(path), _) => Source::File(path.clone()),
         (None, Some(pool_ref)) => {
             let (namespace, name) = watch::parse_ref(pool_ref)?;
-            let client = watch::client(args.kubeconfig.clone(), args.kubecontext.clone()).await?;
+            let client = vmdhcp_api::binary::kube_client(
+                args.kubeconfig.as_deref(),
+                args.kubecontext.clone(),
+            )
+            .await
+            .map_err(|e| Error::Kube(e.to_string()))?;
             Source::Kube {
                 client,
                 namespace,
@@ -294,33 +319,15 @@ pub async fn main(args: Args, metrics: Option<PrometheusHandle>) -> Result<(), E
     agent.cache_dump = args.enable_cache_dump_api;
     agent.ntp_refresh = Duration::from_secs(args.ntp_refresh_secs);
     agent.metrics = metrics;
+    agent.name.clone_from(&args.name);
     tracing::info!(name = %args.name, "vmdhcp-agent starting");
 
     let stop = CancellationToken::new();
     let signals = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        vmdhcp_api::binary::shutdown_signal().await;
         tracing::info!("shutting down");
         signals.cancel();
     });
     agent.run(stop).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            // Without signal handlers the process still ends on SIGTERM, just not gracefully.
-            std::future::pending::<()>().await;
-        }
-    }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use dhcp_server::{ConfigHandle, StaticLeases};
+use dhcp_server::{ConfigHandle, MacAddr, StaticLeases};
 use kube::Resource;
 use tokio::sync::watch;
 use vmdhcp_api::convert::LeaseOptions;
@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::options::{self, Resolved};
 use crate::pool::Pool;
 use crate::table::{Changes, Skipped, Table};
-use crate::{memory, metrics};
+use crate::{conflict, memory, metrics};
 
 /// The agent's served state. Cheap to share (`Arc` it).
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct Served {
 struct Inner {
     options: Option<LeaseOptions>,
     ntp: Resolved,
+    /// The UID of the pool last applied (its conflict Events name it).
+    uid: Option<String>,
 }
 
 /// What one [`Served::apply`] did.
@@ -46,6 +48,8 @@ pub struct Applied {
     pub ignored: Vec<(String, String)>,
     /// Whether the pool is paused (then nothing is served).
     pub paused: bool,
+    /// Conflict marks lifted: the pool no longer allocates the declined address to the MAC.
+    pub conflicts_lifted: Vec<(MacAddr, Ipv4Addr)>,
 }
 
 impl Default for Served {
@@ -107,10 +111,17 @@ impl Served {
             .unwrap_or_default()
     }
 
+    /// The UID of the pool last applied, if it had one.
+    pub fn pool_uid(&self) -> Option<String> {
+        self.lock().uid.clone()
+    }
+
     /// Serves `pool`: its options become the configuration of the next reply and its
     /// allocations the lease table, swapped in at once. A paused pool serves no leases.
-    /// Memory the allocator holds free afterwards (what parsing the pool used) goes back to
-    /// the system.
+    /// Conflict marks stand while the pool allocates the declined address to the MAC, and
+    /// are lifted once it does not ([`conflict::resolved`]; a paused pool lifts none: it
+    /// allocates what it did). Memory the allocator holds free afterwards (what parsing the
+    /// pool used) goes back to the system.
     ///
     /// # Errors
     /// When the spec cannot be served (bad CIDR or server IP, or options `dhcp-server`
@@ -136,6 +147,12 @@ impl Served {
         let changes = Table::served_by(&self.leases).diff(&table);
         self.store_config(config);
         table.install(&self.leases);
+        let conflicts_lifted = if paused {
+            Vec::new()
+        } else {
+            conflict::lift_resolved(&self.leases, &table)
+        };
+        inner.uid.clone_from(&pool.metadata.uid);
         let ignored = opts
             .ignored
             .iter()
@@ -151,6 +168,7 @@ impl Served {
             skipped,
             ignored,
             paused,
+            conflicts_lifted,
         })
     }
 
@@ -159,6 +177,8 @@ impl Served {
         let inner = self.lock();
         let changes = Table::served_by(&self.leases).diff(&Table::default());
         Table::default().install(&self.leases);
+        // The pool is gone, and its conflicts with it.
+        conflict::lift_resolved(&self.leases, &Table::default());
         metrics::leases(0);
         drop(inner);
         memory::release_free();
@@ -233,6 +253,9 @@ pub fn log_applied(pool: &str, applied: &Applied) {
     }
     if applied.paused {
         tracing::info!(pool, "pool is paused: no leases served");
+    }
+    for (mac, ip) in &applied.conflicts_lifted {
+        tracing::info!(pool, %mac, %ip, "conflict mark lifted: the pool no longer allocates the address to the MAC");
     }
 }
 
@@ -327,6 +350,53 @@ mod tests {
         let removed = served.clear();
         assert_eq!(removed.removed.len(), 1);
         assert!(served.leases().is_empty());
+    }
+
+    #[test]
+    fn a_conflict_mark_survives_rebuilds_until_the_pool_moves_the_mac() {
+        let served = Served::new();
+        let (m, declined) = (
+            mac("ca:70:82:e6:84:6e"),
+            "192.168.48.84".parse().expect("ip"),
+        );
+        let holds =
+            json!({"192.168.48.84": "ca:70:82:e6:84:6e", "192.168.48.85": "ca:70:82:e6:84:6f"});
+        served.apply(&pool("1.1.1.1", &holds)).expect("applies");
+        served.leases().mark_conflict(m, declined);
+        // Any later version that still allocates .84 to the MAC keeps the mark: a DNS edit, a
+        // paused pool, another MAC's change.
+        for next in [
+            pool("8.8.8.8", &holds),
+            {
+                let mut p = pool("8.8.8.8", &holds);
+                p.spec.paused = Some(true);
+                p
+            },
+            pool("8.8.8.8", &json!({"192.168.48.84": "CA-70-82-E6-84-6E"})),
+        ] {
+            let applied = served.apply(&next).expect("applies");
+            assert!(applied.conflicts_lifted.is_empty());
+            assert!(served.leases().is_conflicted(m, declined));
+        }
+        // The controller marked .84 CONFLICT and moved the MAC to .86.
+        let applied = served
+            .apply(&pool(
+                "8.8.8.8",
+                &json!({"192.168.48.84": "CONFLICT", "192.168.48.86": "ca:70:82:e6:84:6e"}),
+            ))
+            .expect("applies");
+        assert_eq!(applied.conflicts_lifted, [(m, declined)]);
+        assert!(served.leases().conflicts().is_empty());
+        assert_eq!(
+            served.leases().get(m).map(|l| l.addr()),
+            Some("192.168.48.86".parse().expect("ip"))
+        );
+        // A deleted pool takes its marks along.
+        served
+            .leases()
+            .mark_conflict(m, "192.168.48.86".parse().expect("ip"));
+        served.clear();
+        assert!(served.leases().conflicts().is_empty());
     }
 
     #[test]

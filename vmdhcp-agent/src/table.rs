@@ -60,8 +60,8 @@ impl Changes {
 }
 
 /// `status.ipv4.allocated`, parsed: every entry that names an IPv4 address and a MAC address,
-/// and the entries that do not (with the reason). Marks (`EXCLUDED`, `RESERVED`) are dropped:
-/// they are not leases.
+/// and the entries that do not (with the reason). Marks (`EXCLUDED`, `RESERVED`, `CONFLICT`)
+/// are dropped: they are not leases.
 ///
 /// Deserialises from the JSON map itself, entry by entry, so a pool of 50,000 allocations never
 /// exists as 100,000 strings in the agent. The texts of an entry are kept only where a message
@@ -400,11 +400,7 @@ impl Table {
 
     /// The table `leases` holds now: MAC → address of each lease.
     pub fn served_by(leases: &StaticLeases) -> Self {
-        let mut by_mac: Vec<(MacAddr, Ipv4Addr)> = leases
-            .snapshot()
-            .iter()
-            .map(|(mac, lease)| (*mac, lease.addr()))
-            .collect();
+        let mut by_mac: Vec<(MacAddr, Ipv4Addr)> = leases.snapshot().addrs().collect();
         by_mac.sort_unstable();
         Self { by_mac }
     }
@@ -478,7 +474,7 @@ impl Table {
 }
 
 fn is_mark(value: &str) -> bool {
-    value == vmdhcp_api::consts::MARK_EXCLUDED || value == vmdhcp_api::consts::MARK_RESERVED
+    vmdhcp_api::status::is_mark(value)
 }
 
 /// Whether `text`, a MAC address that parses, is written as the agent prints one
@@ -527,6 +523,7 @@ mod tests {
         let (table, skipped) = Table::from_pool(&pool(&json!({
             "192.168.48.81": "EXCLUDED",
             "192.168.48.77": "RESERVED",
+            "192.168.48.83": "CONFLICT",
             "192.168.48.84": "CA-70-82-E6-84-6E",
             "192.168.48.85": "ca:70:82:e6:84:6f",
         })));

@@ -1,7 +1,8 @@
-//! Kubernetes mode's source: a kube-runtime watcher on the one IPPool. The initial list fills
-//! the lease table (upstream ignored it and served nothing after a restart until the pool
-//! happened to change), every later version replaces it, and a failing watch never touches
-//! it: the watcher reconnects while the last table keeps serving.
+//! Kubernetes mode's source: a list and watch of the one IPPool ([`stream`]: kube-runtime's
+//! watcher, reading each event as it arrives instead of through kube-client's line buffer).
+//! The initial list fills the lease table (upstream ignored it and served nothing after a
+//! restart until the pool happened to change), every later version replaces it, and a failing
+//! watch never touches it: the watch reconnects while the last table keeps serving.
 //!
 //! Retries wait [`vmdhcp_api::runtime::watch_backoff`] (0.5 s doubling to 4 s, plus jitter), not
 //! kube-runtime's default that grows to 30 s, and a `410 Gone` restarts them from the minimum
@@ -9,11 +10,10 @@
 //! with 410, so an IPPool edit made right after the restart reaches the next reply within
 //! seconds, where kube-runtime's default took more than a minute.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use vmdhcp_api::runtime::{is_expired, retrying};
@@ -22,6 +22,8 @@ use crate::error::Error;
 use crate::metrics;
 use crate::pool::Pool;
 use crate::state::{self, Served};
+
+pub mod stream;
 
 /// What to do with the served state after a watcher event. Pure: see [`Sync::handle`].
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +151,7 @@ fn apply(pool: &Pool, served: &Served) -> bool {
 /// after every applied version (the NTP resolver listens). Failed attempts are retried after
 /// [`vmdhcp_api::runtime::retry_delay`].
 ///
-/// The watcher reads IPPools as [`Pool`]s (name, spec, parsed allocations; no managedFields)
+/// The watch reads IPPools as [`Pool`]s (name, spec, parsed allocations; no managedFields)
 /// and keeps no store: the one object it passes on is dropped once its table is served.
 pub async fn follow(
     client: Client,
@@ -160,9 +162,9 @@ pub async fn follow(
     options_changed: &tokio::sync::Notify,
     stop: CancellationToken,
 ) {
-    let api: Api<Pool> = Api::namespaced(client, namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = std::pin::pin!(retrying(watcher::watcher(api, config)));
+    let api: Api<Pool> = Api::namespaced(client.clone(), namespace);
+    let source = stream::Source::new(client, api.resource_url(), name);
+    let mut events = std::pin::pin!(retrying(stream::watch(source)));
     let mut sync = Sync::new(name);
     let pool_ref = format!("{namespace}/{name}");
     loop {
@@ -216,34 +218,6 @@ pub fn parse_ref(value: &str) -> Result<(String, String), Error> {
             value: value.to_owned(),
         }),
     }
-}
-
-/// A client from `--kubeconfig` (when the file exists) and `--kubecontext`, else the
-/// in-cluster configuration, else the default kubeconfig — upstream's order.
-///
-/// # Errors
-/// [`Error::Kube`] saying which configuration failed.
-pub async fn client(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Client, Error> {
-    let options = kube::config::KubeConfigOptions {
-        context,
-        ..Default::default()
-    };
-    let config = match kubeconfig.filter(|p| p.is_file()) {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(&path)
-                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| Error::Kube(format!("{}: {e}", path.display())))?
-        }
-        None => match kube::Config::incluster() {
-            Ok(config) => config,
-            Err(_) => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| Error::Kube(format!("no in-cluster config and {e}")))?,
-        },
-    };
-    Client::try_from(config).map_err(|e| Error::Kube(e.to_string()))
 }
 
 #[cfg(test)]

@@ -14,11 +14,7 @@ use vmdhcp_examples::netns::{self, CLIENT_IF, SERVER_IF, Topology};
 const MAC: &str = "02:00:00:98:00:01";
 const AGENT_LINE_WAIT: Duration = Duration::from_secs(15);
 
-/// Written to stderr directly: the harness captures `eprintln!` and would hide it.
-fn skip(reason: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
-}
+use vmdhcp_examples::prereq::unavailable as skip;
 
 /// Why this machine cannot run the test, if it cannot.
 fn unsupported(client: &str) -> Option<String> {

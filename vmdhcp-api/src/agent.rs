@@ -1,9 +1,8 @@
-//! Names and strings of the agent Pod the controller creates per IPPool (spec/upstream.md §3.4).
+//! Names and strings of the agent Pod the controller creates per IPPool (docs/upstream-compat.md, "Agent Pods").
 //!
 //! The Pod itself is built by the controller; what must match upstream byte for byte (so that a
 //! Pod created by the Go controller is recognised and vice versa) lives here.
 
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
@@ -37,7 +36,7 @@ pub fn agent_pod_name(namespace: &str, name: &str) -> String {
         return format!("{full}-{AGENT_NAME_SUFFIX}");
     }
     let digest = Sha256::digest(full.as_bytes());
-    let hex = to_hex(&digest[..3]);
+    let hex = format!("{:02x}{:02x}{:02x}", digest[0], digest[1], digest[2]);
     let bytes = full.as_bytes();
     // Go slices bytes; names are ASCII, `from_utf8_lossy` only guards against a cut character.
     let (cut, hex_len) = if bytes[50].is_ascii_lowercase() || bytes[50].is_ascii_digit() {
@@ -57,16 +56,6 @@ pub fn agent_pod_name(namespace: &str, name: &str) -> String {
 /// ```
 pub fn cluster_network_node_label(cluster_network: &str) -> String {
     format!("{NODE_LABEL_CLUSTER_NETWORK_PREFIX}{cluster_network}")
-}
-
-/// Lowercase hex, as Go's `hex.EncodeToString`.
-fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// The agent Pod's `k8s.v1.cni.cncf.io/networks` annotation: the pool's NAD on `eth1`, as
@@ -125,7 +114,13 @@ mod tests {
     use rstest::rstest;
 
     fn sha_hex(s: &str) -> String {
-        to_hex(&Sha256::digest(s.as_bytes()))
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
     }
 
     #[rstest]

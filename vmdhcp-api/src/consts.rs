@@ -1,6 +1,6 @@
 //! Every fixed string the Go `vm-dhcp-controller` puts on the wire, as constants.
 //!
-//! These are the compatibility contract (spec/upstream.md §2.3, §3, §5, §6, §8 and Appendix B):
+//! These are the compatibility contract (docs/upstream-compat.md, "Kept identical"):
 //! existing objects, dashboards, alerts and the Harvester UI depend on them, so they are spelled
 //! exactly as upstream spells them — typos included ([`MSG_NETWORK_CONFIG_CHANGED`]). Messages
 //! that take arguments live in [`crate::message`].
@@ -130,12 +130,38 @@ pub const MSG_NETWORK_CONFIG_CHANGED: &str =
 pub const MARK_EXCLUDED: &str = "EXCLUDED";
 /// `status.ipv4.allocated` value for the server and router when inside the range.
 pub const MARK_RESERVED: &str = "RESERVED";
+/// `status.ipv4.allocated` value (vmdhcp's, not upstream's) for an address a DHCP client
+/// declined because another host uses it: counted as used, held by no MAC, never handed out,
+/// until an operator removes the entry. The Go controller reads it as a MAC that holds the
+/// address, which keeps it out of use there too. See [`crate::conflict`].
+pub const MARK_CONFLICT: &str = "CONFLICT";
 /// vmnetcfg `status.networkConfigs[].state`: the NIC holds its address.
 pub const STATE_ALLOCATED: &str = "Allocated";
 /// vmnetcfg state: paused, the address is kept for resume.
 pub const STATE_PENDING: &str = "Pending";
 /// vmnetcfg state: the NIC left the spec; its address is being released.
 pub const STATE_STALE: &str = "Stale";
+
+// ---------------------------------------------------------------------------------------------
+// Address conflicts (vmdhcp's; upstream had none). See [`crate::conflict`].
+// ---------------------------------------------------------------------------------------------
+
+/// Reason of the Warning Events about an address conflict: the agent's on the IPPool when a
+/// client declines its address, the controller's on the vmnetcfg it moves.
+pub const REASON_ADDRESS_CONFLICT: &str = "AddressConflict";
+/// Action of the agent's conflict Event.
+pub const ACTION_DECLINE: &str = "Decline";
+/// Action of the controller's conflict Event on the vmnetcfg.
+pub const ACTION_REALLOCATE: &str = "Reallocate";
+/// Annotation of the agent's conflict Event: the declined address.
+pub const ANNOTATION_CONFLICT_IP: &str = "network.harvesterhci.io/conflict-ip";
+/// Annotation of the agent's conflict Event: the MAC that declined it.
+pub const ANNOTATION_CONFLICT_MAC: &str = "network.harvesterhci.io/conflict-mac";
+/// Annotation the controller puts on an agent's conflict Event once it has acted on it
+/// (value: what it did), so that a restart does not act twice.
+pub const ANNOTATION_CONFLICT_HANDLED: &str = "network.harvesterhci.io/conflict-handled";
+/// `reportingController` of the agent's Events.
+pub const AGENT_REPORTING_CONTROLLER: &str = "vm-dhcp-agent";
 
 // ---------------------------------------------------------------------------------------------
 // Agent Pod

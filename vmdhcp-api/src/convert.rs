@@ -12,18 +12,21 @@ use ipnet::Ipv4Net;
 
 use crate::Error;
 use crate::addr::{field, indexed, parse_cidr, parse_ip};
-use crate::consts::{DEFAULT_LEASE_TIME_SECS, MARK_EXCLUDED, MARK_RESERVED};
+use crate::consts::{DEFAULT_LEASE_TIME_SECS, MARK_CONFLICT};
 use crate::ippool::{IPPool, IPv4Config};
+use crate::status::is_mark;
 use crate::validate::{MAX_LEASE_TIME_SECS, is_dns_name};
 
 /// Rebuilds the allocator of a pool from its spec and status, as upstream's `BuildCache`:
 /// the range `[pool.start, pool.end]` in `cidr`; the server, router and every exclusion
-/// reserved; every `status.ipv4.allocated` entry that is not an `EXCLUDED`/`RESERVED` mark
-/// allocated again.
+/// reserved; every `status.ipv4.allocated` entry that is not a mark ([`is_mark`]) allocated
+/// again; every `CONFLICT` mark in the range allocated too (the address counts as used and is
+/// never handed out), unless the spec reserves it already.
 ///
 /// Reservations that do not parse or lie outside the network are skipped, as upstream's
 /// string-keyed revoke silently did: they can never be handed out anyway, and failing would
-/// stop serving a pool that upstream served.
+/// stop serving a pool that upstream served. So are `CONFLICT` marks that do not parse or lie
+/// outside the range.
 ///
 /// # Errors
 /// [`Error::InvalidCidr`] / [`Error::InvalidIp`] for `cidr`, `pool.start`, `pool.end`;
@@ -63,6 +66,16 @@ pub fn to_ipam_pool(pool: &IPPool) -> Result<ipam::Pool, Error> {
             source,
         })?;
     }
+    for (ip, _) in pool.allocated().filter(|(_, v)| *v == MARK_CONFLICT) {
+        if let Ok(addr) = ip.parse::<Ipv4Addr>()
+            && ipam.state(addr) == ipam::AddrState::Free
+        {
+            ipam.allocate_specific(addr).map_err(|source| Error::Ipam {
+                field: field::POOL.into(),
+                source,
+            })?;
+        }
+    }
     for (ip, mac) in pool.allocated().filter(|(_, v)| !is_mark(v)) {
         let bad = |reason: String| Error::BadAllocation {
             ip: ip.to_owned(),
@@ -94,10 +107,6 @@ pub fn allocations(pool: &IPPool) -> Result<Vec<(Ipv4Addr, String)>, Error> {
                 })
         })
         .collect()
-}
-
-fn is_mark(value: &str) -> bool {
-    value == MARK_EXCLUDED || value == MARK_RESERVED
 }
 
 /// Server, router and exclusions that parse.

@@ -1,4 +1,4 @@
-//! Upstream's messages that take arguments (spec/upstream.md §3, §5 and Appendix B).
+//! Upstream's messages that take arguments (docs/upstream-compat.md, "Condition messages" and "Webhook denials").
 //!
 //! Handler errors end up verbatim in condition messages, which users and the Harvester UI
 //! read, so every one is a variant of [`UpstreamError`] whose `Display` is upstream's text.

@@ -1,5 +1,5 @@
 //! IPPool status bookkeeping: counters, marks and allocation records, as upstream writes them
-//! (spec/upstream.md §3.3 `OnChange` steps 6–8, §3.9).
+//! (docs/upstream-compat.md, "Status contents").
 //!
 //! Every function changes a status in place and returns whether it changed anything, so the
 //! caller writes the status only when needed (and sets `lastUpdate` with [`touch`], which
@@ -10,14 +10,28 @@ use std::net::Ipv4Addr;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::consts::{MARK_EXCLUDED, MARK_RESERVED};
+use crate::consts::{MARK_CONFLICT, MARK_EXCLUDED, MARK_RESERVED};
 use crate::ippool::{IPPoolStatus, IPv4Config, IPv4Status};
+
+/// Whether an `allocated` value is a mark ([`EXCLUDED`](MARK_EXCLUDED),
+/// [`RESERVED`](MARK_RESERVED), [`CONFLICT`](MARK_CONFLICT)) rather than a MAC address: what
+/// every reader of `allocated` skips when it looks for allocations.
+///
+/// ```
+/// use vmdhcp_api::status::is_mark;
+/// assert!(is_mark("EXCLUDED") && is_mark("RESERVED") && is_mark("CONFLICT"));
+/// assert!(!is_mark("ca:70:82:e6:84:6e"));
+/// ```
+pub fn is_mark(value: &str) -> bool {
+    value == MARK_EXCLUDED || value == MARK_RESERVED || value == MARK_CONFLICT
+}
 
 /// Sets `used`/`available` from the allocator and makes sure `allocated` carries the marks:
 /// `RESERVED` for the server and the router when inside the pool's range, `EXCLUDED` for every
 /// exclusion (in the range or not). Keys are the spec's strings, as upstream writes them.
 /// Marks are never removed, as upstream (a mark whose reason went away is harmless: marks
-/// are skipped when the pool is rebuilt).
+/// are skipped when the pool is rebuilt). A [`CONFLICT`](MARK_CONFLICT) mark is neither added
+/// nor replaced here: only the operator removes it.
 ///
 /// Upstream's accounting and `ipam`'s agree: an allocation is `used`, a free address of the
 /// range is `available`, and a reserved address of the range counts as neither.
@@ -67,7 +81,8 @@ pub fn refresh_ipv4(status: &mut IPPoolStatus, spec: &IPv4Config, pool: &ipam::P
         marks.insert(exclude, MARK_EXCLUDED);
     }
     for (ip, value) in marks {
-        if v4.allocated.get(ip).map(String::as_str) != Some(value) {
+        let current = v4.allocated.get(ip).map(String::as_str);
+        if current != Some(value) && current != Some(MARK_CONFLICT) {
             v4.allocated.insert(ip.to_owned(), value.to_owned());
             changed = true;
         }
@@ -101,8 +116,43 @@ pub fn release_allocation(status: &mut IPPoolStatus, ip: Ipv4Addr) -> bool {
     };
     let before = v4.allocated.len();
     v4.allocated
-        .retain(|k, v| v == MARK_EXCLUDED || v == MARK_RESERVED || k.parse() != Ok(ip));
+        .retain(|k, v| is_mark(v) || k.parse() != Ok(ip));
     v4.allocated.len() != before
+}
+
+/// Replaces the allocation of `ip` by `mac` with the [`CONFLICT`](MARK_CONFLICT) mark: the
+/// address stays used but belongs to nobody. Nothing changes when `allocated` does not map
+/// `ip` to `mac` (in any spelling): the entry moved, was released or is already marked.
+/// Returns whether it changed anything.
+///
+/// ```
+/// use vmdhcp_api::ippool::IPPoolStatus;
+/// use vmdhcp_api::status::{mark_conflict, record_allocation};
+///
+/// let mut status = IPPoolStatus::default();
+/// let ip = "10.0.0.5".parse().unwrap();
+/// record_allocation(&mut status, ip, "AA-BB-CC-DD-EE-FF");
+/// let mac = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+/// assert!(mark_conflict(&mut status, ip, &mac));
+/// assert_eq!(status.ipv4.as_ref().unwrap().allocated["10.0.0.5"], "CONFLICT");
+/// assert!(!mark_conflict(&mut status, ip, &mac), "already marked");
+/// ```
+pub fn mark_conflict(status: &mut IPPoolStatus, ip: Ipv4Addr, mac: &crate::MacAddr) -> bool {
+    let Some(v4) = status.ipv4.as_mut() else {
+        return false;
+    };
+    // Keys are written as `Ipv4Addr` prints them; look for any spelling all the same.
+    let key = v4.allocated.iter().find_map(|(k, v)| {
+        (k.parse() == Ok(ip) && v.parse::<crate::MacAddr>().is_ok_and(|m| m == *mac))
+            .then(|| k.clone())
+    });
+    match key {
+        Some(key) => {
+            v4.allocated.insert(key, MARK_CONFLICT.to_owned());
+            true
+        }
+        None => false,
+    }
 }
 
 /// Sets `lastUpdate` to `now` (Go's `metav1.Now()`; serialised with whole seconds).
@@ -215,6 +265,42 @@ mod tests {
             &mut IPPoolStatus::default(),
             "10.0.0.1".parse().unwrap()
         ));
+    }
+
+    #[test]
+    fn conflict_marks_are_kept_by_refresh_and_release_and_need_the_holder() {
+        let ip: Ipv4Addr = "10.0.0.11".parse().unwrap();
+        let mac: crate::MacAddr = "aa:bb:cc:dd:ee:ff".parse().unwrap();
+        let other: crate::MacAddr = "aa:bb:cc:dd:ee:00".parse().unwrap();
+        let mut status = IPPoolStatus::default();
+        assert!(
+            !mark_conflict(&mut status, ip, &mac),
+            "no status, nothing to mark"
+        );
+        record_allocation(&mut status, ip, "aa:bb:cc:dd:ee:ff");
+        assert!(
+            !mark_conflict(&mut status, ip, &other),
+            "another MAC's address"
+        );
+        assert!(!mark_conflict(
+            &mut status,
+            "10.0.0.12".parse().unwrap(),
+            &mac
+        ));
+        assert!(mark_conflict(&mut status, ip, &mac));
+        assert!(
+            !release_allocation(&mut status, ip),
+            "a mark is not released"
+        );
+        let p = pool().with_exclude(&["10.0.0.15", "10.0.0.200", "10.0.0.11"]);
+        let ipam = crate::convert::to_ipam_pool(&p).unwrap();
+        refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam);
+        assert_eq!(
+            status.ipv4.as_ref().unwrap().allocated["10.0.0.11"],
+            MARK_CONFLICT,
+            "refresh neither replaces nor removes a conflict mark"
+        );
+        assert!(!refresh_ipv4(&mut status, &p.spec.ipv4_config, &ipam));
     }
 
     #[test]

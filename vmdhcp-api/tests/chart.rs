@@ -442,6 +442,8 @@ enum Scope {
     Release,
     /// `kube-system` (the leader-election Lease).
     KubeSystem,
+    /// `kube-node-lease` (the kubelets' Leases).
+    NodeLease,
 }
 
 /// Which object names a call is made with.
@@ -483,6 +485,8 @@ const CALLS: &[Call] = &[
     // vmdhcp-agent
     Call { who: Program::Agent, verbs: &["list", "watch"], group: GROUP, resources: &[PLURAL_IPPOOL], scope: Scope::AnyNamespace, names: Names::Any,
            why: "vmdhcp-agent/src/watch.rs: watcher on its pool's namespace, metadata.name field selector" },
+    Call { who: Program::Agent, verbs: &["create"], group: "events.k8s.io", resources: &["events"], scope: Scope::AnyNamespace, names: Names::Any,
+           why: "vmdhcp-agent/src/conflict.rs: an AddressConflict Event on its pool, in the pool's namespace" },
     // vmdhcp-controller
     Call { who: Program::Controller, verbs: &["get", "patch"], group: "apiextensions.k8s.io", resources: &["customresourcedefinitions"], scope: Scope::Cluster, names: Names::Crds,
            why: "vmdhcp-controller/src/crds.rs: get_opt, then server-side apply" },
@@ -500,8 +504,6 @@ const CALLS: &[Call] = &[
            why: "vmdhcp-controller/src/reconcile/*.rs, context.rs: replace_status" },
     Call { who: Program::Controller, verbs: &["get", "update"], group: NAD_GROUP, resources: NADS, scope: Scope::AnyNamespace, names: Names::Any,
            why: "vmdhcp-controller/src/reconcile/ippool.rs: read the pool's NAD, replace it with the back-reference labels" },
-    Call { who: Program::Controller, verbs: &["get"], group: "", resources: &["nodes"], scope: Scope::Cluster, names: Names::Any,
-           why: "vmdhcp-controller/src/reconcile/ippool.rs: the node of an agent Pod (lost-node replacement)" },
     Call { who: Program::Controller, verbs: &["list", "watch"], group: "kubevirt.io", resources: &["virtualmachines"], scope: Scope::Cluster, names: Names::Any,
            why: "vmdhcp-controller/src/run.rs: Controller::new(Api::all) for VirtualMachines" },
     Call { who: Program::Controller, verbs: &["get", "list", "watch", "create", "delete"], group: "", resources: &["pods"], scope: Scope::Release, names: Names::Any,
@@ -512,6 +514,8 @@ const CALLS: &[Call] = &[
            why: "vmdhcp-controller/src/leader.rs: get_opt, replace guarded by resourceVersion" },
     Call { who: Program::Controller, verbs: &["create", "patch"], group: "events.k8s.io", resources: &["events"], scope: Scope::AnyNamespace, names: Names::Any,
            why: "vmdhcp-controller/src/run.rs: kube Recorder (events.k8s.io/v1) on pools, vmnetcfgs, VMs" },
+    Call { who: Program::Controller, verbs: &["list", "watch"], group: "events.k8s.io", resources: &["events"], scope: Scope::Cluster, names: Names::Any,
+           why: "vmdhcp-controller/src/run.rs, reconcile/conflict.rs: agents' AddressConflict Events in all namespaces (field selector); annotated by patch" },
     // vmdhcp-webhook
     Call { who: Program::Webhook, verbs: &["list", "watch"], group: GROUP, resources: &[PLURAL_IPPOOL, PLURAL_VMNETCFG], scope: Scope::Cluster, names: Names::Any,
            why: "vmdhcp-webhook/src/cache.rs: reflectors over all namespaces" },
@@ -526,6 +530,36 @@ const CALLS: &[Call] = &[
     Call { who: Program::Webhook, verbs: &["get", "update"], group: "", resources: &["secrets"], scope: Scope::Release, names: Names::Webhook(&[WEBHOOK_SECRET_CA_SUFFIX, WEBHOOK_SECRET_TLS_SUFFIX]),
            why: "vmdhcp-webhook/src/secrets.rs: get_opt, replace guarded by resourceVersion" },
 ];
+
+/// The controller's flags, as the chart passes them.
+type Flags = BTreeMap<String, String>;
+
+/// Whether the controller, given its flags, makes a call.
+type When = fn(&Flags) -> bool;
+
+/// Calls the controller makes only under some of its flags: the chart must grant each exactly
+/// when it passes that flag.
+#[rustfmt::skip]
+const CONDITIONAL_CALLS: &[(When, Call)] = &[
+    (fencing, Call { who: Program::Controller, verbs: &["get"], group: "", resources: &["nodes"], scope: Scope::Cluster, names: Names::Any,
+           why: "vmdhcp-controller/src/reconcile/ippool.rs: the node of an agent Pod (node-loss fencing, --agent-node-grace-secs > 0)" }),
+    (fencing, Call { who: Program::Controller, verbs: &["get"], group: "coordination.k8s.io", resources: &["leases"], scope: Scope::NodeLease, names: Names::Any,
+           why: "vmdhcp-controller/src/reconcile/ippool.rs: the Lease of an agent Pod's node (node-loss fencing)" }),
+    (static_ipam, Call { who: Program::Controller, verbs: &["create", "delete"], group: NAD_GROUP, resources: NADS, scope: Scope::Release, names: Names::Any,
+           why: "vmdhcp-controller/src/reconcile/ippool.rs: the agents' copies of their pools' NADs (--agent-network-setup static-ipam)" }),
+];
+
+/// `--agent-node-grace-secs` above 0: agent Pods on lost nodes are fenced.
+fn fencing(flags: &Flags) -> bool {
+    flags
+        .get("agent-node-grace-secs")
+        .is_some_and(|v| v.parse::<u64>().is_ok_and(|n| n > 0))
+}
+
+/// `--agent-network-setup static-ipam`.
+fn static_ipam(flags: &Flags) -> bool {
+    flags.get("agent-network-setup").map(String::as_str) == Some("static-ipam")
+}
 
 /// A namespace no `RoleBinding` of the chart lives in: where users' objects are.
 const USER_NAMESPACE: &str = "vm-tenant";
@@ -548,6 +582,7 @@ struct Identities {
     accounts: BTreeMap<Program, (String, String)>,
     webhook_name: String,
     namespace: String,
+    controller_flags: Flags,
 }
 
 impl Identities {
@@ -570,6 +605,7 @@ impl Identities {
             ]),
             webhook_name: flag(&webhook_flags, "name", "the webhook").to_owned(),
             namespace: ns,
+            controller_flags,
         }
     }
 
@@ -580,12 +616,17 @@ impl Identities {
             .map(|c| c.metadata.name.unwrap_or_default())
             .collect();
         let mut out = Vec::new();
-        for call in CALLS.iter().filter(|c| c.who == who) {
+        let conditional = CONDITIONAL_CALLS
+            .iter()
+            .filter(|(when, _)| when(&self.controller_flags))
+            .map(|(_, call)| call);
+        for call in CALLS.iter().chain(conditional).filter(|c| c.who == who) {
             let namespace = match call.scope {
                 Scope::Cluster => None,
                 Scope::AnyNamespace => Some(USER_NAMESPACE.to_owned()),
                 Scope::Release => Some(self.namespace.clone()),
                 Scope::KubeSystem => Some(LEASE_NAMESPACE.to_owned()),
+                Scope::NodeLease => Some("kube-node-lease".to_owned()),
             };
             let names: Vec<Option<String>> = match call.names {
                 Names::Any => vec![None],
@@ -893,7 +934,7 @@ fn unjustified(grant: &Grant, requests: &[Request], who: Program) -> Vec<String>
 
 #[test]
 fn every_call_says_why() {
-    for call in CALLS {
+    for call in CALLS.iter().chain(CONDITIONAL_CALLS.iter().map(|(_, c)| c)) {
         assert!(!call.why.is_empty() && !call.verbs.is_empty() && !call.resources.is_empty());
     }
     // The table is what the test trusts: it must at least cover each program.
@@ -1219,7 +1260,9 @@ fn every_namespaced_object_names_its_namespace() {
                 );
             } else {
                 assert!(
-                    ns == render.namespace || (ns == LEASE_NAMESPACE && kind.starts_with("Role")),
+                    ns == render.namespace
+                        || ((ns == LEASE_NAMESPACE || ns == "kube-node-lease")
+                            && kind.starts_with("Role")),
                     "{}: {kind} {name} is in {ns:?}, not the release namespace",
                     render.scenario
                 );
@@ -1392,6 +1435,27 @@ fn full_values_wire_names_images_and_ports() {
         controller.get("enable-cache-dump-api").map(String::as_str),
         Some("")
     );
+    // The agent values reach the controller, which builds the agent Pods from them.
+    assert_eq!(controller["agent-network-setup"], "static-ipam");
+    assert_eq!(controller["agent-node-grace-secs"], "120");
+    assert_eq!(controller["orphan-grace-secs"], "1800");
+    assert_eq!(
+        controller["agent-priority-class-name"],
+        "system-node-critical"
+    );
+    assert_eq!(
+        controller
+            .get("agent-enable-cache-dump-api")
+            .map(String::as_str),
+        Some("")
+    );
+    let resources: k8s_openapi::api::core::v1::ResourceRequirements =
+        serde_json::from_str(&controller["agent-resources"]).expect("--agent-resources is JSON");
+    assert_eq!(resources.limits.expect("limits")["memory"].0, "64Mi");
+    let tolerations: Vec<k8s_openapi::api::core::v1::Toleration> =
+        serde_json::from_str(&controller["agent-tolerations"])
+            .expect("--agent-tolerations is JSON");
+    assert_eq!(tolerations[0].toleration_seconds, Some(30));
     assert_eq!(
         pod(&w.controller).service_account_name.as_deref(),
         Some("vmdhcp")
@@ -1486,4 +1550,30 @@ fn full_values_reach_both_deployments() {
         );
         assert_eq!(sa["automountServiceAccountToken"], true);
     }
+}
+
+/// By default the agents keep upstream's network set-up, lost nodes are not fenced, and
+/// orphans are released after ten minutes; nothing of the optional grants is there.
+#[test]
+fn default_agent_flags_and_no_optional_grant() {
+    let render = Render::load("default");
+    let controller = flags(only_container(&render.workloads().controller));
+    assert_eq!(controller["agent-network-setup"], "init-container");
+    assert_eq!(controller["agent-node-grace-secs"], "0");
+    assert_eq!(controller["orphan-grace-secs"], "600");
+    for absent in [
+        "agent-resources",
+        "agent-tolerations",
+        "agent-priority-class-name",
+        "agent-enable-cache-dump-api",
+    ] {
+        assert!(!controller.contains_key(absent), "--{absent}");
+    }
+    assert!(
+        !render
+            .inventory()
+            .iter()
+            .any(|(_, ns, _)| ns == "kube-node-lease"),
+        "no node Lease grant without fencing"
+    );
 }

@@ -149,7 +149,7 @@ const CONDITIONS: &str = "
     status.conditions[].message: string
 ";
 
-/// Upstream's IPPool schema (spec/upstream.md §2.1), field by field. Two deliberate
+/// Upstream's IPPool schema (docs/upstream-compat.md, "CRD schema"), field by field. Two deliberate
 /// differences, marked: `spec` is required, and `pool.start`/`pool.end` carry no CEL rule.
 const IPPOOL_FIELDS: &str = "
     apiVersion: string
@@ -189,7 +189,7 @@ const IPPOOL_FIELDS: &str = "
     status.agentPodRef.uid: string
 ";
 
-/// Upstream's VirtualMachineNetworkConfig schema (spec/upstream.md §2.2); `spec` required is
+/// Upstream's VirtualMachineNetworkConfig schema (docs/upstream-compat.md, "CRD schema"); `spec` required is
 /// ours.
 const VMNETCFG_FIELDS: &str = "
     apiVersion: string

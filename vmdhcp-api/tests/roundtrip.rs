@@ -1,4 +1,4 @@
-//! Objects as upstream writes them (spec/upstream.md §2, Appendix A, the documented example)
+//! Objects as upstream writes them (docs/upstream-compat.md, "Custom resources"; the documented example)
 //! read and written back unchanged, and read by the pure logic as upstream reads them.
 
 use std::collections::BTreeMap;

@@ -1,20 +1,53 @@
-//! The agent Pod of an IPPool, exactly as upstream builds it, and the pure checks on a running
-//! one (upstream's `MonitorAgent`, plus node-loss replacement).
+//! The agent Pod of an IPPool — upstream's name, labels, Multus annotation, affinity, init
+//! container and probes, with a least-privilege security context — the copy of the pool's
+//! NetworkAttachmentDefinition that the `static-ipam` set-up attaches instead of the pool's
+//! own, and the pure checks on a running Pod (upstream's `MonitorAgent`, plus node-loss
+//! fencing).
+//!
+//! # Privileges
+//! The `agent` container runs as user 65532 with every capability dropped, no privilege
+//! escalation, the runtime's default seccomp profile and a read-only root file system: the
+//! `restricted` Pod Security level. It binds UDP port 67 on `eth1` without
+//! `CAP_NET_BIND_SERVICE`: the Pod sets the namespaced sysctl
+//! `net.ipv4.ip_unprivileged_port_start=67`, one of the sysctls Pod Security counts as safe at
+//! every level. A capability would not do: Kubernetes gives a non-root process no ambient
+//! capabilities, and with `allowPrivilegeEscalation: false` (`no_new_privs`) the kernel
+//! ignores file capabilities on the binary. `SO_BINDTODEVICE` needs no capability since Linux
+//! 5.7; `SO_BROADCAST`, `IP_PKTINFO` and `SO_NO_CHECK` need none; the agent opens no raw or
+//! packet socket and writes no file.
+//!
+//! What is left is putting the server address on `eth1`, which needs `CAP_NET_ADMIN` in the
+//! Pod's network namespace:
+//! - [`NetworkSetup::InitContainer`] (default, upstream's): the `ip-setter` init container runs
+//!   `ip address add` as root with `NET_ADMIN` added (everything else dropped). Neither the
+//!   `baseline` nor the `restricted` level allows adding `NET_ADMIN`: the Pod is `privileged`
+//!   by Pod Security's measure, with the privilege confined to a container that exits before
+//!   the agent starts.
+//! - [`NetworkSetup::StaticIpam`]: the CNI plugin sets the address. The controller keeps a copy
+//!   of the pool's NAD in the agents' namespace whose CNI configuration has `"ipam":
+//!   {"type": "static", "addresses": [{"address": "<serverIP>/<prefix>"}]}`, attaches that
+//!   copy, and the Pod has no init container: `restricted`. Needs the CNI `static` IPAM plugin
+//!   on the nodes (`/opt/cni/bin/static`, part of the reference CNI plugins).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, EnvVar, HTTPGetAction, Node, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Probe, SecurityContext,
+    NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Sysctl, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
+use serde_json::{Value, json};
 use vmdhcp_api::agent::{
     agent_args, agent_pod_name, cluster_network_node_label, ip_setter_script, multus_networks,
 };
+use vmdhcp_api::binary::LogFormat;
 use vmdhcp_api::consts::{
     AGENT_CAPABILITY, AGENT_CONTAINER, AGENT_INIT_CONTAINER, AGENT_INIT_PULL_POLICY,
     ANNOTATION_MULTUS_NETWORKS, ENV_AGENT_NAME, HTTP_PORT, LABEL_IPPOOL_NAME,
@@ -23,8 +56,60 @@ use vmdhcp_api::consts::{
 };
 use vmdhcp_api::network::NamespacedName;
 
-/// The one capability the `agent` container keeps.
-pub const AGENT_RUNTIME_CAPABILITY: &str = "NET_BIND_SERVICE";
+/// User and group the `agent` container runs as (the image's `nonroot` user).
+pub const AGENT_USER: i64 = 65532;
+
+/// The namespaced sysctl that lets the non-root agent bind UDP port 67, and its value.
+pub const UNPRIVILEGED_PORT_SYSCTL: (&str, &str) = ("net.ipv4.ip_unprivileged_port_start", "67");
+
+/// The agent's `--enable-cache-dump-api` flag (serves `/leases`).
+pub const AGENT_ARG_CACHE_DUMP: &str = "--enable-cache-dump-api";
+
+/// Value of [`LABEL_VM_DHCP_CONTROLLER`] on the NAD copies of the `static-ipam` set-up.
+pub const LABEL_VALUE_AGENT_NETWORK: &str = "agent-network";
+/// Annotation of a NAD copy: the IPPool (`<ns>/<name>`) it serves.
+pub const ANNOTATION_AGENT_NETWORK_POOL: &str = "network.harvesterhci.io/agent-network-ippool";
+/// Annotation of a NAD copy: the NAD (`<ns>/<name>`) it copies.
+pub const ANNOTATION_AGENT_NETWORK_SOURCE: &str = "network.harvesterhci.io/agent-network-source";
+
+/// How the DHCP server's address gets onto the agent's `eth1`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkSetup {
+    /// The `ip-setter` init container, root with `NET_ADMIN` (upstream's; Pod Security level
+    /// `privileged`).
+    #[default]
+    InitContainer,
+    /// A copy of the pool's NAD with `static` IPAM in the agents' namespace; no init container
+    /// (Pod Security level `restricted`; needs the CNI `static` plugin on the nodes).
+    StaticIpam,
+}
+
+impl NetworkSetup {
+    /// The strictest Pod Security level the agent Pod meets in this set-up.
+    pub fn pod_security_level(self) -> &'static str {
+        match self {
+            Self::InitContainer => "privileged",
+            Self::StaticIpam => "restricted",
+        }
+    }
+}
+
+/// What the operator adds to every agent Pod (controller flags, chart values under `agent.`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentOptions {
+    /// How the server address is set up.
+    pub network_setup: NetworkSetup,
+    /// The `agent` container's resources (and the init container's, which runs first).
+    pub resources: Option<ResourceRequirements>,
+    /// The Pod's tolerations.
+    pub tolerations: Vec<Toleration>,
+    /// The Pod's `PriorityClass`.
+    pub priority_class_name: Option<String>,
+    /// Pass `--enable-cache-dump-api` to the agent (`/leases`).
+    pub cache_dump_api: bool,
+    /// The agent's log format (the controller's own `--log-format`); `text` adds no argument.
+    pub log_format: LogFormat,
+}
 
 /// What the agent Pod of one pool is built from.
 #[derive(Debug, Clone)]
@@ -47,27 +132,23 @@ pub struct AgentPodParams<'a> {
     pub service_account: &'a str,
     /// `--no-dhcp`: the agent runs with `--dry-run`.
     pub dry_run: bool,
+    /// The operator's additions and the network set-up.
+    pub options: &'a AgentOptions,
 }
 
-/// Builds the agent Pod: a bare Pod (no owner), upstream's name, labels, Multus annotation,
-/// cluster-network node affinity, `ip-setter` init container, probes.
+/// The name of the pool's NAD copy in the agents' namespace (`static-ipam`): the agent Pod's
+/// name, which is unique per pool and a valid object name.
+pub fn agent_network_name(pool: &NamespacedName) -> String {
+    agent_pod_name(&pool.namespace, &pool.name)
+}
+
+/// Builds the agent Pod: a bare Pod (no owner), upstream's name, labels, cluster-network node
+/// affinity and probes; the Multus annotation names the pool's NAD and the `ip-setter` init
+/// container sets the address ([`NetworkSetup::InitContainer`]), or the annotation names the
+/// NAD copy and there is no init container ([`NetworkSetup::StaticIpam`]).
 pub fn build(p: &AgentPodParams<'_>) -> Pod {
     let name = agent_pod_name(&p.pool.namespace, &p.pool.name);
-    // The init container sets the server address on eth1: root with NET_ADMIN, as upstream.
-    // The agent only binds UDP 67 on eth1 (SO_BINDTODEVICE needs no capability since Linux
-    // 5.7, replies are broadcast, not injected into the ARP table), so it keeps
-    // NET_BIND_SERVICE alone; upstream gave it NET_ADMIN too. Root keeps the added capability
-    // effective without ambient capabilities.
-    let root = |add: &str, drop_all: bool| SecurityContext {
-        run_as_user: Some(0),
-        run_as_group: Some(0),
-        capabilities: Some(Capabilities {
-            add: Some(vec![add.to_owned()]),
-            drop: drop_all.then(|| vec!["ALL".to_owned()]),
-        }),
-        allow_privilege_escalation: drop_all.then_some(false),
-        ..SecurityContext::default()
-    };
+    let options = p.options;
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_owned()),
@@ -76,6 +157,19 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
         }),
         ..Probe::default()
     };
+    let networks = match options.network_setup {
+        NetworkSetup::InitContainer => multus_networks(&p.nad.namespace, &p.nad.name),
+        NetworkSetup::StaticIpam => multus_networks(p.namespace, &agent_network_name(p.pool)),
+    };
+    let init_containers =
+        (options.network_setup == NetworkSetup::InitContainer).then(|| vec![ip_setter(p)]);
+    let mut args = agent_args(&p.pool.namespace, &p.pool.name, p.dry_run);
+    if options.cache_dump_api {
+        args.push(AGENT_ARG_CACHE_DUMP.to_owned());
+    }
+    if options.log_format != LogFormat::Text {
+        args.extend(["--log-format".to_owned(), options.log_format.to_string()]);
+    }
     Pod {
         metadata: ObjectMeta {
             name: Some(name.clone()),
@@ -90,7 +184,7 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
             ])),
             annotations: Some(BTreeMap::from([(
                 ANNOTATION_MULTUS_NETWORKS.to_owned(),
-                multus_networks(&p.nad.namespace, &p.nad.name),
+                networks,
             )])),
             ..ObjectMeta::default()
         },
@@ -112,25 +206,21 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
                 ..Affinity::default()
             }),
             service_account_name: Some(p.service_account.to_owned()),
-            init_containers: Some(vec![Container {
-                name: AGENT_INIT_CONTAINER.to_owned(),
-                image: Some(p.image.to_owned()),
-                image_pull_policy: Some(AGENT_INIT_PULL_POLICY.to_owned()),
-                command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
-                args: Some(vec![ip_setter_script(p.server_ip, p.prefix_len)]),
-                security_context: Some(root(AGENT_CAPABILITY, false)),
-                ..Container::default()
-            }]),
+            security_context: Some(pod_security_context()),
+            priority_class_name: options.priority_class_name.clone(),
+            tolerations: (!options.tolerations.is_empty()).then(|| options.tolerations.clone()),
+            init_containers,
             containers: vec![Container {
                 name: AGENT_CONTAINER.to_owned(),
                 image: Some(p.image.to_owned()),
-                args: Some(agent_args(&p.pool.namespace, &p.pool.name, p.dry_run)),
+                args: Some(args),
                 env: Some(vec![EnvVar {
                     name: ENV_AGENT_NAME.to_owned(),
                     value: Some(name),
                     value_from: None,
                 }]),
-                security_context: Some(root(AGENT_RUNTIME_CAPABILITY, true)),
+                security_context: Some(unprivileged()),
+                resources: options.resources.clone(),
                 liveness_probe: Some(probe(PATH_HEALTHZ)),
                 readiness_probe: Some(probe(PATH_READYZ)),
                 ..Container::default()
@@ -139,6 +229,163 @@ pub fn build(p: &AgentPodParams<'_>) -> Pod {
         }),
         status: None,
     }
+}
+
+/// The `ip-setter` init container: `ip address add` on `eth1`, root with `NET_ADMIN` as
+/// upstream, every other capability dropped.
+fn ip_setter(p: &AgentPodParams<'_>) -> Container {
+    Container {
+        name: AGENT_INIT_CONTAINER.to_owned(),
+        image: Some(p.image.to_owned()),
+        image_pull_policy: Some(AGENT_INIT_PULL_POLICY.to_owned()),
+        command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned()]),
+        args: Some(vec![ip_setter_script(p.server_ip, p.prefix_len)]),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            capabilities: Some(Capabilities {
+                add: Some(vec![AGENT_CAPABILITY.to_owned()]),
+                drop: Some(vec!["ALL".to_owned()]),
+            }),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..SecurityContext::default()
+        }),
+        resources: p.options.resources.clone(),
+        ..Container::default()
+    }
+}
+
+/// The `agent` container's security context: what Pod Security `restricted` asks of a
+/// container (the Pod adds the seccomp profile).
+fn unprivileged() -> SecurityContext {
+    SecurityContext {
+        run_as_user: Some(AGENT_USER),
+        run_as_group: Some(AGENT_USER),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".to_owned()]),
+        }),
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+/// The Pod's security context: the runtime's seccomp profile, and the port sysctl that lets
+/// the non-root agent bind UDP 67.
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        sysctls: Some(vec![Sysctl {
+            name: UNPRIVILEGED_PORT_SYSCTL.0.to_owned(),
+            value: UNPRIVILEGED_PORT_SYSCTL.1.to_owned(),
+        }]),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Why a NAD cannot be copied for the `static-ipam` set-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentNetworkError {
+    /// `spec.config` is missing or not a JSON object.
+    #[error("network attachment definition {nad}: spec.config is not a CNI configuration: {why}")]
+    NotCni {
+        /// The NAD, `<ns>/<name>`.
+        nad: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The CNI configuration `config` with its IPAM replaced by `static` with `address` (the
+/// server's `<ip>/<prefix>`): on the configuration itself, or on the first plugin of a
+/// configuration list (the interface plugin; the others are chained after it).
+///
+/// # Errors
+/// `config` is not a JSON object, or a list whose first plugin is not one.
+pub fn static_ipam_config(
+    nad: &NamespacedName,
+    config: &str,
+    address: &str,
+) -> Result<Value, AgentNetworkError> {
+    let fail = |why: String| AgentNetworkError::NotCni {
+        nad: nad.to_string(),
+        why,
+    };
+    let mut value: Value = serde_json::from_str(config).map_err(|e| fail(e.to_string()))?;
+    let ipam = json!({"type": "static", "addresses": [{"address": address}]});
+    let target = match value.get_mut("plugins") {
+        Some(Value::Array(plugins)) => plugins
+            .first_mut()
+            .ok_or_else(|| fail("an empty \"plugins\" list".to_owned()))?,
+        Some(_) => return Err(fail("\"plugins\" is not a list".to_owned())),
+        None => &mut value,
+    };
+    let Value::Object(plugin) = target else {
+        return Err(fail("not a JSON object".to_owned()));
+    };
+    plugin.insert("ipam".to_owned(), ipam);
+    Ok(value)
+}
+
+/// The NAD copy of the `static-ipam` set-up for pool `pool`, copying the CNI configuration
+/// `source_config` of its NAD `source` with the server address as static IPAM. It lives in
+/// `namespace` (the agents'), carries no labels of Harvester's (it is no VM network) and no
+/// owner (an IPPool in another namespace cannot own it); the IPPool reconciler creates,
+/// updates and deletes it.
+///
+/// # Errors
+/// See [`static_ipam_config`].
+pub fn agent_network(
+    pool: &NamespacedName,
+    source: &NamespacedName,
+    source_config: &str,
+    server_ip: Ipv4Addr,
+    prefix_len: u8,
+    namespace: &str,
+) -> Result<DynamicObject, AgentNetworkError> {
+    let config = static_ipam_config(source, source_config, &format!("{server_ip}/{prefix_len}"))?;
+    let object = json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {
+            "name": agent_network_name(pool),
+            "namespace": namespace,
+            "labels": {LABEL_VM_DHCP_CONTROLLER: LABEL_VALUE_AGENT_NETWORK},
+            "annotations": {
+                ANNOTATION_AGENT_NETWORK_POOL: pool.to_string(),
+                ANNOTATION_AGENT_NETWORK_SOURCE: source.to_string(),
+            },
+        },
+        "spec": {"config": config.to_string()},
+    });
+    serde_json::from_value(object).map_err(|e| AgentNetworkError::NotCni {
+        nad: source.to_string(),
+        why: e.to_string(),
+    })
+}
+
+/// Whether `nad` is one of the controller's copies (by its label): a NAD of someone else's
+/// under the copy's name is neither overwritten nor deleted.
+pub fn is_agent_network(nad: &DynamicObject) -> bool {
+    nad.labels()
+        .get(LABEL_VM_DHCP_CONTROLLER)
+        .map(String::as_str)
+        == Some(LABEL_VALUE_AGENT_NETWORK)
+}
+
+/// The CNI configuration of a NAD (`spec.config`), parsed; `None` when absent or not JSON.
+pub fn nad_config(nad: &DynamicObject) -> Option<Value> {
+    nad.data
+        .get("spec")
+        .and_then(|s| s.get("config"))
+        .and_then(Value::as_str)
+        .and_then(|c| serde_json::from_str(c).ok())
 }
 
 /// Whether the Pod's `Ready` condition is true.
@@ -162,12 +409,30 @@ pub fn is_terminating(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
-/// Why the Pod should be replaced because of its node, if it should: the node is gone, or
-/// has not been Ready for longer than `grace` (upstream leaves such pools without DHCP,
-/// issues #8205, #8794). `node` is the Pod's node as read, `None` when it does not exist.
+/// The node Lease's renewal deadline: `renewTime` (else `acquireTime`) plus
+/// `leaseDurationSeconds` (the kubelet's default, 40 s, when absent).
+fn lease_expiry(lease: &Lease) -> Option<Timestamp> {
+    let spec = lease.spec.as_ref()?;
+    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
+    let duration = i64::from(spec.lease_duration_seconds.unwrap_or(40).max(0));
+    renewed
+        .checked_add(jiff::SignedDuration::from_secs(duration))
+        .ok()
+}
+
+/// Why the Pod may be force-deleted because of its node, if it may — the fence before a
+/// replacement is started. Either the node object is gone (a node is deleted once it is known
+/// to be gone, and the Pod garbage collector would delete its Pods too), or both signals
+/// agree that its kubelet is gone: the node is not `Ready` and its Lease in `kube-node-lease`
+/// (`lease`, `None` when missing) expired more than `grace` ago. A kubelet that still renews
+/// its Lease can stop the Pod itself, so a node that is merely `NotReady` is never fenced; a
+/// missing or unreadable Lease proves nothing. `node` is the Pod's node as read, `None` when
+/// it does not exist. No fence is proof against a node that is cut off from the API server
+/// but still on the VM network: its agent keeps answering (docs/operations.md).
 pub fn node_lost(
     pod: &Pod,
     node: Option<&Node>,
+    lease: Option<&Lease>,
     now: Timestamp,
     grace: std::time::Duration,
 ) -> Option<String> {
@@ -182,15 +447,15 @@ pub fn node_lost(
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))?;
-    if ready.status == "True" {
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    if ready.is_some_and(|c| c.status == "True") {
         return None;
     }
-    let since = ready.last_transition_time.as_ref()?.0;
+    let expired = lease_expiry(lease?)?;
     let grace = jiff::SignedDuration::try_from(grace).ok()?;
-    (now.duration_since(since) > grace).then(|| {
+    (now.duration_since(expired) > grace).then(|| {
         format!(
-            "node {node_name} of agent pod {} not ready since {since}",
+            "node {node_name} of agent pod {} is not ready and its lease expired at {expired}",
             pod.name_any()
         )
     })
@@ -202,7 +467,11 @@ mod tests {
 
     use super::*;
 
-    fn params<'a>(pool: &'a NamespacedName, nad: &'a NamespacedName) -> AgentPodParams<'a> {
+    fn params<'a>(
+        pool: &'a NamespacedName,
+        nad: &'a NamespacedName,
+        options: &'a AgentOptions,
+    ) -> AgentPodParams<'a> {
         AgentPodParams {
             pool,
             nad,
@@ -213,14 +482,16 @@ mod tests {
             image: "rancher/harvester-vm-dhcp-agent:v1.5.0",
             service_account: "vdc-agent",
             dry_run: false,
+            options,
         }
     }
 
     #[test]
-    fn the_pod_is_upstreams() {
+    fn the_pod_is_upstreams_with_a_non_root_agent() {
         let pool = NamespacedName::new("default", "net-48");
         let nad = NamespacedName::new("default", "net-48");
-        let pod = serde_json::to_value(build(&params(&pool, &nad))).expect("serialises");
+        let options = AgentOptions::default();
+        let pod = serde_json::to_value(build(&params(&pool, &nad, &options))).expect("serialises");
         let want = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -241,89 +512,254 @@ mod tests {
                     "nodeSelectorTerms": [{"matchExpressions": [{
                         "key": "network.harvesterhci.io/mgmt", "operator": "In", "values": ["true"]}]}]}}},
                 "serviceAccountName": "vdc-agent",
+                "securityContext": {
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                    "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "67"}]
+                },
                 "initContainers": [{
                     "name": "ip-setter",
                     "image": "rancher/harvester-vm-dhcp-agent:v1.5.0",
                     "imagePullPolicy": "IfNotPresent",
                     "command": ["/bin/sh", "-c"],
                     "args": ["\n#!/usr/bin/env sh\nset -ex\n\nip address flush dev eth1\nip address add 192.168.48.77/24 dev eth1\n"],
-                    "securityContext": {"runAsUser": 0, "runAsGroup": 0, "capabilities": {"add": ["NET_ADMIN"]}}
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": false,
+                        "readOnlyRootFilesystem": true,
+                        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}
                 }],
                 "containers": [{
                     "name": "agent",
                     "image": "rancher/harvester-vm-dhcp-agent:v1.5.0",
                     "args": ["--ippool-ref", "default/net-48"],
                     "env": [{"name": "VM_DHCP_AGENT_NAME", "value": "default-net-48-agent"}],
-                    "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": false,
-                        "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}},
+                    "securityContext": {"runAsUser": 65532, "runAsGroup": 65532, "runAsNonRoot": true,
+                        "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                        "capabilities": {"drop": ["ALL"]}},
                     "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
                     "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}}
                 }]
             }
         });
         assert_eq!(pod, want);
+        assert_eq!(
+            NetworkSetup::InitContainer.pod_security_level(),
+            "privileged"
+        );
     }
 
     #[test]
-    fn no_dhcp_adds_dry_run() {
+    fn static_ipam_attaches_the_copy_and_has_no_init_container() {
         let pool = NamespacedName::new("default", "net-48");
-        let mut p = params(&pool, &pool);
-        p.dry_run = true;
-        let pod = build(&p);
-        let args = pod.spec.expect("spec").containers[0]
-            .args
-            .clone()
-            .expect("args");
-        assert_eq!(args, ["--ippool-ref", "default/net-48", "--dry-run"]);
+        let nad = NamespacedName::new("vlans", "vlan-48");
+        let options = AgentOptions {
+            network_setup: NetworkSetup::StaticIpam,
+            ..AgentOptions::default()
+        };
+        let pod = build(&params(&pool, &nad, &options));
+        assert_eq!(
+            pod.annotations()[ANNOTATION_MULTUS_NETWORKS],
+            r#"[{"namespace":"harvester-system","name":"default-net-48-agent","interface":"eth1"}]"#
+        );
+        let spec = pod.spec.expect("spec");
+        assert_eq!(spec.init_containers, None);
+        assert_eq!(NetworkSetup::StaticIpam.pod_security_level(), "restricted");
     }
 
-    fn node(ready: &str, since: &str) -> Node {
+    #[test]
+    fn operator_options_reach_the_pod() {
+        let pool = NamespacedName::new("default", "net-48");
+        let resources: ResourceRequirements = serde_json::from_value(
+            json!({"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}}),
+        )
+        .expect("resources");
+        let toleration: Toleration = serde_json::from_value(
+            json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}),
+        )
+        .expect("toleration");
+        let options = AgentOptions {
+            network_setup: NetworkSetup::InitContainer,
+            resources: Some(resources.clone()),
+            tolerations: vec![toleration.clone()],
+            priority_class_name: Some("system-node-critical".into()),
+            cache_dump_api: true,
+            log_format: LogFormat::Json,
+        };
+        let mut p = params(&pool, &pool, &options);
+        p.dry_run = true;
+        let spec = build(&p).spec.expect("spec");
+        assert_eq!(
+            spec.priority_class_name.as_deref(),
+            Some("system-node-critical")
+        );
+        assert_eq!(spec.tolerations, Some(vec![toleration]));
+        let agent = &spec.containers[0];
+        assert_eq!(agent.resources, Some(resources.clone()));
+        assert_eq!(
+            agent.args.as_deref().expect("args"),
+            [
+                "--ippool-ref",
+                "default/net-48",
+                "--dry-run",
+                "--enable-cache-dump-api",
+                "--log-format",
+                "json"
+            ]
+        );
+        assert_eq!(
+            spec.init_containers.expect("init")[0].resources,
+            Some(resources)
+        );
+    }
+
+    #[test]
+    fn the_nad_copy_keeps_the_cni_configuration_and_sets_static_ipam() {
+        let pool = NamespacedName::new("default", "net-48");
+        let source = NamespacedName::new("default", "net-48");
+        let config = r#"{"cniVersion":"0.3.1","name":"net-48","type":"bridge","bridge":"mgmt-br","promiscMode":true,"vlan":48,"ipam":{}}"#;
+        let copy = agent_network(
+            &pool,
+            &source,
+            config,
+            "192.168.48.77".parse().expect("ip"),
+            24,
+            "harvester-system",
+        )
+        .expect("a CNI configuration");
+        assert_eq!(copy.name_any(), "default-net-48-agent");
+        assert_eq!(copy.namespace().as_deref(), Some("harvester-system"));
+        assert_eq!(copy.labels()[LABEL_VM_DHCP_CONTROLLER], "agent-network");
+        assert!(
+            !copy.labels().contains_key(LABEL_IPPOOL_NAME),
+            "no back-label: the copy serves no VM"
+        );
+        assert_eq!(
+            copy.annotations()[ANNOTATION_AGENT_NETWORK_POOL],
+            "default/net-48"
+        );
+        assert_eq!(
+            nad_config(&copy),
+            Some(
+                json!({"cniVersion": "0.3.1", "name": "net-48", "type": "bridge", "bridge": "mgmt-br",
+                "promiscMode": true, "vlan": 48,
+                "ipam": {"type": "static", "addresses": [{"address": "192.168.48.77/24"}]}})
+            )
+        );
+
+        let list = r#"{"cniVersion":"0.4.0","name":"n","plugins":[{"type":"bridge","ipam":{"type":"dhcp"}},{"type":"tuning"}]}"#;
+        let value = static_ipam_config(&source, list, "10.0.0.2/24").expect("a list");
+        assert_eq!(
+            value["plugins"][0]["ipam"]["addresses"][0]["address"],
+            "10.0.0.2/24"
+        );
+        assert_eq!(value["plugins"][1], json!({"type": "tuning"}));
+
+        for bad in [
+            "",
+            "[1]",
+            r#"{"plugins": 3}"#,
+            r#"{"plugins": []}"#,
+            r#"{"plugins": [1]}"#,
+        ] {
+            let err = static_ipam_config(&source, bad, "10.0.0.2/24").expect_err(bad);
+            assert!(
+                err.to_string().starts_with("network attachment definition default/net-48: spec.config is not a CNI configuration"),
+                "{err}"
+            );
+        }
+    }
+
+    fn node(ready: &str) -> Node {
         serde_json::from_value(
             json!({"metadata": {"name": "n1"}, "status": {"conditions": [
-            {"type": "Ready", "status": ready, "lastTransitionTime": since}]}}),
+            {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
         )
         .expect("node")
     }
 
+    fn lease(renewed: &str) -> Lease {
+        serde_json::from_value(
+            json!({"metadata": {"name": "n1", "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": "n1", "leaseDurationSeconds": 40, "renewTime": renewed}}),
+        )
+        .expect("lease")
+    }
+
     #[test]
-    fn a_pod_is_replaced_only_when_its_node_is_gone_or_not_ready_past_the_grace() {
+    fn a_pod_is_fenced_only_when_its_node_is_gone_or_not_ready_with_a_lease_expired_past_the_grace()
+    {
         let pod: Pod = serde_json::from_value(
             json!({"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "containers": []}}),
         )
         .expect("pod");
         let now: Timestamp = "2026-01-01T00:10:00Z".parse().expect("time");
         let grace = std::time::Duration::from_secs(300);
-        assert!(node_lost(&pod, None, now, grace).is_some_and(|m| m.contains("no longer exists")));
-        assert_eq!(
-            node_lost(
-                &pod,
-                Some(&node("True", "2026-01-01T00:00:00Z")),
-                now,
-                grace
+        let lost =
+            |node: Option<&Node>, lease: Option<&Lease>| node_lost(&pod, node, lease, now, grace);
+        // Renewed at 00:04:00, expired at 00:04:40: 5 min 20 s ago, past the grace.
+        let old = lease("2026-01-01T00:04:00.000000Z");
+        // Expired at 00:05:40: 4 min 20 s ago.
+        let recent = lease("2026-01-01T00:05:00.000000Z");
+        let cases: [(&str, Option<Node>, Option<&Lease>, bool); 8] = [
+            ("node gone", None, None, true),
+            (
+                "ready, old lease (clock skew): the kubelet reports",
+                Some(node("True")),
+                Some(&old),
+                false,
             ),
-            None
-        );
-        assert_eq!(
-            node_lost(
-                &pod,
-                Some(&node("Unknown", "2026-01-01T00:06:00Z")),
-                now,
-                grace
+            (
+                "not ready, lease expired past the grace",
+                Some(node("Unknown")),
+                Some(&old),
+                true,
             ),
-            None
-        );
-        assert!(
-            node_lost(
-                &pod,
-                Some(&node("Unknown", "2026-01-01T00:04:00Z")),
-                now,
-                grace
+            (
+                "not ready, lease expired within the grace",
+                Some(node("Unknown")),
+                Some(&recent),
+                false,
+            ),
+            (
+                "NotReady but renewing: the kubelet can stop the Pod",
+                Some(node("False")),
+                Some(&lease("2026-01-01T00:09:50.000000Z")),
+                false,
+            ),
+            (
+                "not ready, no lease: nothing proves the kubelet gone",
+                Some(node("Unknown")),
+                None,
+                false,
+            ),
+            (
+                "not ready, lease without times",
+                Some(node("Unknown")),
+                Some(
+                    &serde_json::from_value(json!({"metadata": {"name": "n1"}, "spec": {}}))
+                        .expect("lease"),
+                ),
+                false,
+            ),
+            (
+                "no Ready condition, lease expired",
+                Some(serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("node")),
+                Some(&old),
+                true,
+            ),
+        ];
+        for (what, node, lease, want) in cases {
+            let got = lost(node.as_ref(), lease);
+            assert_eq!(got.is_some(), want, "{what}: {got:?}");
+        }
+        assert!(lost(None, None).is_some_and(|m| m.contains("no longer exists")));
+        assert_eq!(
+            lost(Some(&node("Unknown")), Some(&old)).as_deref(),
+            Some(
+                "node n1 of agent pod a is not ready and its lease expired at 2026-01-01T00:04:40Z"
             )
-            .is_some()
         );
         let unscheduled: Pod =
             serde_json::from_value(json!({"metadata": {"name": "a"}, "spec": {"containers": []}}))
                 .expect("pod");
-        assert_eq!(node_lost(&unscheduled, None, now, grace), None);
+        assert_eq!(node_lost(&unscheduled, None, None, now, grace), None);
     }
 }

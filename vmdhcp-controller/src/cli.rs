@@ -1,12 +1,14 @@
 //! Command-line flags: upstream's names and environment variables, plus `--metrics-bind`, the
-//! agent replacement grace period and the leader-election identity and durations (upstream
-//! read those from the environment only).
+//! agent Pods' network set-up, resources, tolerations, priority class and cache dump API, the
+//! node-loss fencing and orphan grace periods, batching, and the leader-election identity and
+//! durations (upstream read those from the environment only).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use vmdhcp_api::image::ImageRef;
 
 /// vmdhcp-controller: allocates VM addresses from IPPools and runs one DHCP agent per IPPool.
@@ -66,10 +68,41 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_bind: SocketAddr,
 
-    /// Replace an agent Pod whose node is gone or not Ready for this long, in seconds
-    /// (0 turns replacement off, as upstream).
-    #[arg(long, default_value_t = 300)]
+    /// Fence and replace an agent Pod whose node is gone, or not Ready with its Lease in
+    /// kube-node-lease expired for this long, in seconds. 0 (the default, as upstream): never;
+    /// a replacement can answer next to an agent still running on a node that is cut off.
+    #[arg(long, default_value_t = 0)]
     pub agent_node_grace_secs: u64,
+
+    /// How the DHCP server's address gets onto the agent's eth1: `init-container` (upstream's
+    /// root `ip-setter` with `NET_ADMIN`; Pod Security level privileged) or `static-ipam` (a copy
+    /// of the pool's NAD with CNI static IPAM in --namespace, no init container; level
+    /// restricted; needs the CNI `static` plugin on the nodes).
+    #[arg(long, value_enum, default_value_t = crate::agent_pod::NetworkSetup::InitContainer)]
+    pub agent_network_setup: crate::agent_pod::NetworkSetup,
+
+    /// Resources of the agent Pods' containers, a JSON `ResourceRequirements`
+    /// (`{"requests":{"cpu":"10m"},"limits":{"memory":"64Mi"}}`).
+    #[arg(long, value_name = "JSON", value_parser = json_flag::<ResourceRequirements>)]
+    pub agent_resources: Option<ResourceRequirements>,
+
+    /// Tolerations of the agent Pods, a JSON list of Tolerations.
+    #[arg(long, value_name = "JSON", value_parser = json_flag::<Tolerations>)]
+    pub agent_tolerations: Option<Tolerations>,
+
+    /// `PriorityClass` of the agent Pods.
+    #[arg(long, value_name = "NAME")]
+    pub agent_priority_class_name: Option<String>,
+
+    /// Start agents with --enable-cache-dump-api (their `/leases`).
+    #[arg(long)]
+    pub agent_enable_cache_dump_api: bool,
+
+    /// Release an allocation whose MAC no vmnetcfg holds once the vmnetcfg this process saw
+    /// holding it has been gone (confirmed by the API server) this long, in seconds. 0:
+    /// never, as upstream. Entries never seen in a vmnetcfg are never released.
+    #[arg(long, default_value_t = 600)]
+    pub orphan_grace_secs: u64,
 
     /// At most this many allocations and releases of one IPPool go into one status write
     /// (1: one write per NIC). NICs waiting for a pool's writer are written together.
@@ -116,6 +149,10 @@ pub struct Args {
     /// Trace logging.
     #[arg(long, env = "VM_DHCP_CONTROLLER_TRACE", value_parser = vmdhcp_api::flags::go_bool, num_args = 0..=1, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub trace: bool,
+
+    /// Log line format: `text` or `json` (one object per line).
+    #[arg(long, env = "VMDHCP_LOG_FORMAT", default_value = "text", value_parser = str::parse::<vmdhcp_api::binary::LogFormat>)]
+    pub log_format: vmdhcp_api::binary::LogFormat,
 }
 
 /// A Go duration; empty means the default, as upstream reads its variables. (The fields spell
@@ -150,6 +187,14 @@ fn batch_size(value: &str) -> Result<usize, String> {
 /// its size bounds how many NICs share one write, not the request's size.
 pub const MAX_BATCH: usize = 10_000;
 
+/// A list of tolerations, as `--agent-tolerations` takes it.
+pub type Tolerations = Vec<Toleration>;
+
+/// A flag whose value is a Kubernetes object in JSON.
+fn json_flag<T: serde::de::DeserializeOwned>(value: &str) -> Result<T, String> {
+    serde_json::from_str(value).map_err(|e| format!("{value:?} is not valid here: {e}"))
+}
+
 fn parse_image(value: &str) -> Result<ImageRef, String> {
     value.parse().map_err(|e: vmdhcp_api::Error| e.to_string())
 }
@@ -160,6 +205,21 @@ impl Args {
         crate::pool_batch::BatchSettings {
             max: self.ippool_batch_size,
             wait: self.ippool_batch_wait,
+        }
+    }
+
+    /// What the flags add to every agent Pod, and its network set-up.
+    pub fn agent_options(&self) -> crate::agent_pod::AgentOptions {
+        crate::agent_pod::AgentOptions {
+            network_setup: self.agent_network_setup,
+            resources: self.agent_resources.clone(),
+            tolerations: self.agent_tolerations.clone().unwrap_or_default(),
+            priority_class_name: self
+                .agent_priority_class_name
+                .clone()
+                .filter(|n| !n.is_empty()),
+            cache_dump_api: self.agent_enable_cache_dump_api,
+            log_format: self.log_format,
         }
     }
 
@@ -360,6 +420,65 @@ mod tests {
             .expect_err("refused");
         assert!(
             err.to_string().contains("\"soon\" is not a duration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn agent_flags_default_to_upstreams_pod_and_reach_the_options() {
+        let defaults = Args::try_parse_from(["vmdhcp-controller"]).expect("defaults");
+        assert_eq!(
+            defaults.agent_options(),
+            crate::agent_pod::AgentOptions::default()
+        );
+        assert_eq!(
+            defaults.agent_node_grace_secs, 0,
+            "no replacement without fencing by default"
+        );
+        assert_eq!(defaults.orphan_grace_secs, 600);
+        let args = Args::try_parse_from([
+            "vmdhcp-controller",
+            "--agent-network-setup",
+            "static-ipam",
+            "--agent-resources",
+            r#"{"requests":{"cpu":"10m"},"limits":{"memory":"64Mi"}}"#,
+            "--agent-tolerations",
+            r#"[{"key":"dedicated","operator":"Equal","value":"net","effect":"NoSchedule"}]"#,
+            "--agent-priority-class-name",
+            "system-node-critical",
+            "--agent-enable-cache-dump-api",
+        ])
+        .expect("parses");
+        let options = args.agent_options();
+        assert_eq!(
+            options.network_setup,
+            crate::agent_pod::NetworkSetup::StaticIpam
+        );
+        assert_eq!(
+            serde_json::to_value(&options.resources).expect("JSON"),
+            serde_json::json!({"requests": {"cpu": "10m"}, "limits": {"memory": "64Mi"}})
+        );
+        assert_eq!(options.tolerations[0].key.as_deref(), Some("dedicated"));
+        assert_eq!(
+            options.priority_class_name.as_deref(),
+            Some("system-node-critical")
+        );
+        assert!(options.cache_dump_api);
+        for (flag, bad) in [
+            ("--agent-resources", "{\"requests\": 3}"),
+            ("--agent-tolerations", "{}"),
+        ] {
+            let err = Args::try_parse_from(["vmdhcp-controller", flag, bad]).expect_err("refused");
+            assert!(
+                err.to_string()
+                    .contains(&format!("{bad:?} is not valid here")),
+                "{err}"
+            );
+        }
+        let err = Args::try_parse_from(["vmdhcp-controller", "--agent-network-setup", "dhcp"])
+            .expect_err("refused");
+        assert!(
+            err.to_string().contains("init-container, static-ipam"),
             "{err}"
         );
     }

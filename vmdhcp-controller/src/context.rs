@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alloc::Allocators;
 use crate::error::{Error, PoolWriteFailure};
 use crate::metrics::Registry;
-use crate::pool_batch::{self, BatchSettings, Next, OpOutcome, PoolOp, Written};
+use crate::pool_batch::{self, BatchSettings, Marked, Next, OpOutcome, PoolOp, Written};
 use crate::pool_plan::AgentSettings;
 
 /// How often a status write is tried again after a conflict before the reconcile gives up
@@ -146,6 +146,8 @@ pub struct Context {
     pub metrics: Arc<Registry>,
     /// Set once both caches have listed everything (orphan collection needs complete lists).
     pub synced: std::sync::atomic::AtomicBool,
+    /// Which vmnetcfg was seen holding which MAC: orphan collection releases only those.
+    pub owners: crate::gc::Memory,
 }
 
 impl Context {
@@ -288,6 +290,13 @@ impl Context {
                 (PoolOp::Release { ip, mac }, OpOutcome::Released(true)) => {
                     released.push((*ip, mac.to_string(), pending.owner.clone()));
                 }
+                // A NIC moved off an address in conflict got a new allocation like any other.
+                (
+                    PoolOp::Conflict { nic: Some(nic), .. },
+                    OpOutcome::Conflict(Marked::Marked(Some(Ok(a)))),
+                ) if a.new => {
+                    allocated.push((a.ip, nic.mac_text.clone(), pending.owner.clone()));
+                }
                 _ => {}
             }
         }
@@ -305,8 +314,9 @@ impl Context {
             } else {
                 ("Allocated", "Allocate")
             };
-            let event = self.batch_event(
+            let event = self.new_event(
                 pool,
+                EventType::Normal,
                 reason,
                 action,
                 pool_batch::event_note(is_release, &key, &items),
@@ -321,12 +331,31 @@ impl Context {
         }
     }
 
-    /// An Event about `pool`, as [`Recorder`] builds them. Not published through it: it
-    /// counts a second Event with the same reason about the same object as a repetition of the
-    /// first and keeps the first note, where every batch has a note of its own.
-    fn batch_event(
+    /// Publishes a new Event about `obj` (never counted as a repetition of an earlier one, as
+    /// [`Context::event`] does: each has a note of its own); failures are logged, never fatal.
+    pub async fn fresh_event<K: Resource<DynamicType = ()>>(
         &self,
-        pool: &IPPool,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = self.new_event(obj, type_, reason, action, note);
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
+        if let Err(e) = events.create(&PostParams::default(), &event).await {
+            tracing::debug!("could not publish event {reason}: {e}");
+        }
+    }
+
+    /// An Event about `obj`, as [`Recorder`] builds them. Not published through it: it counts
+    /// a second Event with the same reason about the same object as a repetition of the first
+    /// and keeps the first note, where every batch (every conflict) has a note of its own.
+    fn new_event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
         reason: &str,
         action: &str,
         note: String,
@@ -339,11 +368,11 @@ impl Context {
             event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
                 now,
             )),
-            regarding: Some(pool.object_ref(&())),
+            regarding: Some(obj.object_ref(&())),
             note: Some(note),
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                namespace: pool.namespace(),
-                name: Some(format!("{}.{:x}", pool.name_any(), now.as_nanosecond())),
+                namespace: obj.namespace(),
+                name: Some(format!("{}.{:x}", obj.name_any(), now.as_nanosecond())),
                 ..Default::default()
             },
             reporting_controller: Some(reporter.controller.clone()),
@@ -353,7 +382,13 @@ impl Context {
                     .clone()
                     .unwrap_or_else(|| reporter.controller.clone()),
             ),
-            type_: Some("Normal".to_owned()),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
             ..Default::default()
         }
     }

@@ -84,6 +84,25 @@ impl Error {
         }
     }
 
+    /// A short label per variant that does not change with the message: the `error` label of
+    /// `vmdhcp_controller_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Upstream(_) => "upstream",
+            Self::Api { .. } => "api",
+            Self::Kube { .. } => "kube",
+            Self::Nics(_) => "nics",
+            Self::Steps { .. } => "steps",
+            Self::Contended { .. } => "contended",
+            Self::PoolWrite { .. } => "pool_write",
+            Self::Config(_) => "config",
+            Self::Http { .. } => "http",
+            Self::Metrics(_) => "metrics",
+            Self::CachesNotSynced => "caches_not_synced",
+            Self::LostLease(_) => "lost_lease",
+        }
+    }
+
     /// Whether this is an optimistic-concurrency conflict (HTTP 409 on a write).
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Kube { source, .. } if is_status(source, 409))
@@ -126,4 +145,24 @@ impl std::fmt::Display for PoolWriteFailure {
 /// Whether `e` is an API error with HTTP status `code`.
 pub fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case::upstream(Error::Upstream(UpstreamError::IpPoolNotReady { namespace: "ns".into(), name: "p".into() }), "upstream")]
+    #[case::nics(Error::Nics(vec!["a".into()]), "nics")]
+    #[case::steps(Error::Steps { object: "ippool ns/p".into(), failures: vec!["x".into()] }, "steps")]
+    #[case::contended(Error::Contended { object: "ippool ns/p".into(), attempts: 3 }, "contended")]
+    #[case::pool_write(Error::PoolWrite { object: "ippool ns/p".into(), failure: PoolWriteFailure::Failed("no".into()) }, "pool_write")]
+    #[case::config(Error::Config("bad".into()), "config")]
+    #[case::caches_not_synced(Error::CachesNotSynced, "caches_not_synced")]
+    #[case::lost_lease(Error::LostLease("ns/lease".into()), "lost_lease")]
+    fn metric_labels_name_the_variant_not_the_message(#[case] e: Error, #[case] label: &str) {
+        assert_eq!(e.metric_label(), label);
+    }
 }

@@ -1,10 +1,12 @@
 //! Upstream's three gauges, kept in a private registry as upstream does, so series of deleted
 //! or paused pools and of released addresses can be removed — upstream left them behind, with
-//! a label mismatch on pool deletion.
+//! a label mismatch on pool deletion. Beside them, this controller's own reconcile counters
+//! and durations per kind (counted by [`crate::reconcile::measured`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use vmdhcp_api::consts::{
     METRIC_IPPOOL_AVAILABLE, METRIC_IPPOOL_AVAILABLE_HELP, METRIC_IPPOOL_USED,
@@ -37,11 +39,60 @@ pub struct NicSeries {
     pub state: String,
 }
 
+/// The reconcilers whose passes are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// IPPools.
+    IpPool,
+    /// VirtualMachineNetworkConfigs.
+    VmNetCfg,
+    /// KubeVirt VirtualMachines.
+    Vm,
+}
+
+impl Kind {
+    /// Every kind, in the order rendered.
+    pub const ALL: [Self; 3] = [Self::IpPool, Self::VmNetCfg, Self::Vm];
+
+    /// The `kind` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::IpPool => "ippool",
+            Self::VmNetCfg => "vmnetcfg",
+            Self::Vm => "vm",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the reconcile duration buckets: a cached pass takes
+/// milliseconds, one that waits for a pool's batch or the API server up to seconds.
+pub const DURATION_BUCKETS: [f64; 8] = [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
+
+/// `vmdhcp_controller_reconcile_total{kind,result}`.
+pub const METRIC_RECONCILE_TOTAL: &str = "vmdhcp_controller_reconcile_total";
+/// `vmdhcp_controller_reconcile_errors_total{kind,error}`.
+pub const METRIC_RECONCILE_ERRORS: &str = "vmdhcp_controller_reconcile_errors_total";
+/// `vmdhcp_controller_reconcile_duration_seconds{kind}`, a histogram.
+pub const METRIC_RECONCILE_DURATION: &str = "vmdhcp_controller_reconcile_duration_seconds";
+
+/// The reconcile counters and durations of one kind.
+#[derive(Debug, Default, Clone)]
+struct KindStats {
+    ok: u64,
+    error: u64,
+    /// By [`crate::error::Error::metric_label`].
+    errors: BTreeMap<&'static str, u64>,
+    /// Per bucket of [`DURATION_BUCKETS`], not cumulative (summed when rendered).
+    buckets: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+}
+
 /// The registry: series keyed by `<ns>/<name>` of their object.
 #[derive(Debug, Default)]
 pub struct Registry {
     pools: Mutex<BTreeMap<String, PoolSeries>>,
     nics: Mutex<BTreeMap<String, Vec<NicSeries>>>,
+    reconciles: Mutex<BTreeMap<Kind, KindStats>>,
 }
 
 impl Registry {
@@ -112,7 +163,83 @@ impl Registry {
                 );
             }
         }
+        self.render_reconciles(&mut out);
         out
+    }
+
+    /// Counts one reconcile of `kind` that took `took` and failed with the error labelled
+    /// `error`, or succeeded (`None`).
+    pub fn record_reconcile(&self, kind: Kind, took: Duration, error: Option<&'static str>) {
+        let mut stats = lock(&self.reconciles);
+        let s = stats.entry(kind).or_default();
+        match error {
+            None => s.ok += 1,
+            Some(label) => {
+                s.error += 1;
+                *s.errors.entry(label).or_default() += 1;
+            }
+        }
+        let secs = took.as_secs_f64();
+        if let Some(i) = DURATION_BUCKETS.iter().position(|le| secs <= *le) {
+            s.buckets[i] += 1;
+        }
+        s.sum += secs;
+    }
+
+    fn render_reconciles(&self, out: &mut String) {
+        let stats = lock(&self.reconciles);
+        // Every kind and result from the start, so that rates exist before the first error.
+        let of = |kind: Kind| stats.get(&kind).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_RECONCILE_TOTAL} Reconciles by kind and result (ok, error).\n# TYPE {METRIC_RECONCILE_TOTAL} counter"
+        );
+        for kind in Kind::ALL {
+            let s = of(kind);
+            for (result, n) in [("ok", s.ok), ("error", s.error)] {
+                let _ = writeln!(
+                    out,
+                    "{METRIC_RECONCILE_TOTAL}{{kind=\"{}\",result=\"{result}\"}} {n}",
+                    kind.label()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_RECONCILE_ERRORS} Failed reconciles by kind and error.\n# TYPE {METRIC_RECONCILE_ERRORS} counter"
+        );
+        for kind in Kind::ALL {
+            for (label, n) in &of(kind).errors {
+                let _ = writeln!(
+                    out,
+                    "{METRIC_RECONCILE_ERRORS}{{error=\"{}\",kind=\"{}\"}} {n}",
+                    escape(label),
+                    kind.label()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {METRIC_RECONCILE_DURATION} Duration of reconciles by kind.\n# TYPE {METRIC_RECONCILE_DURATION} histogram"
+        );
+        for kind in Kind::ALL {
+            let s = of(kind);
+            let k = kind.label();
+            let mut cumulative = 0;
+            for (le, n) in DURATION_BUCKETS.iter().zip(s.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "{METRIC_RECONCILE_DURATION}_bucket{{kind=\"{k}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = s.ok + s.error;
+            let _ = writeln!(
+                out,
+                "{METRIC_RECONCILE_DURATION}_bucket{{kind=\"{k}\",le=\"+Inf\"}} {count}\n{METRIC_RECONCILE_DURATION}_sum{{kind=\"{k}\"}} {}\n{METRIC_RECONCILE_DURATION}_count{{kind=\"{k}\"}} {count}",
+                s.sum
+            );
+        }
     }
 }
 
@@ -161,5 +288,57 @@ mod tests {
         r.set_nics("default/vm-1", Vec::new());
         let text = r.render();
         assert!(!text.contains("default/net-48"), "{text}");
+    }
+
+    #[test]
+    fn reconciles_count_by_kind_result_and_error_with_cumulative_buckets() {
+        let r = Registry::default();
+        let text = r.render();
+        // Every kind's counters and histogram exist before the first reconcile.
+        for kind in ["ippool", "vmnetcfg", "vm"] {
+            for result in ["ok", "error"] {
+                let line = format!(
+                    "vmdhcp_controller_reconcile_total{{kind=\"{kind}\",result=\"{result}\"}} 0\n"
+                );
+                assert!(text.contains(&line), "{text}");
+            }
+            let line = format!(
+                "vmdhcp_controller_reconcile_duration_seconds_count{{kind=\"{kind}\"}} 0\n"
+            );
+            assert!(text.contains(&line), "{text}");
+        }
+        assert!(
+            !text.contains("vmdhcp_controller_reconcile_errors_total{"),
+            "{text}"
+        );
+
+        // Binary fractions of a second, so that the sum renders exactly.
+        r.record_reconcile(Kind::VmNetCfg, Duration::from_nanos(3_906_250), None);
+        r.record_reconcile(Kind::VmNetCfg, Duration::from_micros(62_500), Some("kube"));
+        r.record_reconcile(Kind::VmNetCfg, Duration::from_secs(30), Some("kube"));
+        r.record_reconcile(Kind::IpPool, Duration::from_millis(200), Some("steps"));
+        let text = r.render();
+        for line in [
+            "# TYPE vmdhcp_controller_reconcile_total counter\n",
+            "vmdhcp_controller_reconcile_total{kind=\"vmnetcfg\",result=\"ok\"} 1\n",
+            "vmdhcp_controller_reconcile_total{kind=\"vmnetcfg\",result=\"error\"} 2\n",
+            "vmdhcp_controller_reconcile_total{kind=\"ippool\",result=\"error\"} 1\n",
+            "vmdhcp_controller_reconcile_total{kind=\"vm\",result=\"ok\"} 0\n",
+            "# TYPE vmdhcp_controller_reconcile_errors_total counter\n",
+            "vmdhcp_controller_reconcile_errors_total{error=\"kube\",kind=\"vmnetcfg\"} 2\n",
+            "vmdhcp_controller_reconcile_errors_total{error=\"steps\",kind=\"ippool\"} 1\n",
+            "# TYPE vmdhcp_controller_reconcile_duration_seconds histogram\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"vmnetcfg\",le=\"0.005\"} 1\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"vmnetcfg\",le=\"0.05\"} 1\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"vmnetcfg\",le=\"0.1\"} 2\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"vmnetcfg\",le=\"10\"} 2\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"vmnetcfg\",le=\"+Inf\"} 3\n",
+            "vmdhcp_controller_reconcile_duration_seconds_sum{kind=\"vmnetcfg\"} 30.06640625\n",
+            "vmdhcp_controller_reconcile_duration_seconds_count{kind=\"vmnetcfg\"} 3\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"ippool\",le=\"0.1\"} 0\n",
+            "vmdhcp_controller_reconcile_duration_seconds_bucket{kind=\"ippool\",le=\"0.5\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -10,6 +10,10 @@
 //! - what a batch writes: [`apply`] (each operation on its own, one failing operation does not
 //!   hold the others back; counters and `lastUpdate` once);
 //! - what a conflict redoes: [`after_write`] (everything, on the status read again).
+//!
+//! Besides allocations and releases, a batch carries address conflicts
+//! ([`PoolOp::Conflict`]): a client declined its address, which becomes the `CONFLICT` mark,
+//! and its NIC gets another address in the same status write ([`mark_conflict`]).
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -72,6 +76,18 @@ pub enum PoolOp {
         /// Its holder.
         mac: MacAddr,
     },
+    /// `mac` declined `ip` (another host uses it): if `mac` holds it, the allocation becomes
+    /// the `CONFLICT` mark and `nic`, the NIC of that MAC, gets another address
+    /// ([`mark_conflict`]).
+    Conflict {
+        /// The declined address.
+        ip: Ipv4Addr,
+        /// The MAC that declined it.
+        mac: MacAddr,
+        /// The NIC to give another address, when a vmnetcfg has one with that MAC on the
+        /// pool's network (`None`: the mark alone).
+        nic: Option<NicRequest>,
+    },
 }
 
 /// What became of one operation.
@@ -83,6 +99,19 @@ pub enum OpOutcome {
     Refused(String),
     /// Whether the release changed the status.
     Released(bool),
+    /// What became of a conflict.
+    Conflict(Marked),
+}
+
+/// What [`mark_conflict`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marked {
+    /// `allocated` does not map the address to the MAC (any more): released, moved, or marked
+    /// already (a report handled before). Nothing changed.
+    NotHeld,
+    /// The allocation is now the `CONFLICT` mark; and the NIC's new address, or why it got
+    /// none (`None`: no NIC was given).
+    Marked(Option<Result<Allocated, String>>),
 }
 
 impl OpOutcome {
@@ -90,8 +119,9 @@ impl OpOutcome {
     pub fn changed(&self) -> bool {
         match self {
             Self::Allocated(a) => a.new,
-            Self::Refused(_) => false,
+            Self::Refused(_) | Self::Conflict(Marked::NotHeld) => false,
             Self::Released(released) => *released,
+            Self::Conflict(Marked::Marked(_)) => true,
         }
     }
 }
@@ -131,6 +161,9 @@ pub fn apply(
             PoolOp::Release { ip, mac } => {
                 OpOutcome::Released(alloc::release(pool, alloc, *ip, mac))
             }
+            PoolOp::Conflict { ip, mac, nic } => {
+                OpOutcome::Conflict(mark_conflict(pool, alloc, *ip, mac, nic.as_ref()))
+            }
         })
         .collect();
     if any_changed(&outcomes) {
@@ -139,6 +172,48 @@ pub fn apply(
         vmdhcp_api::status::touch(status, now);
     }
     outcomes
+}
+
+/// Marks `ip`, which `mac` declined, in conflict in `pool`'s status and `alloc` (both as read
+/// for this attempt), when `mac` holds it: the allocation becomes the `CONFLICT` mark, which
+/// keeps the address used (the allocator never hands it out again, `used` counts it) and
+/// belongs to nobody. Then `nic` gets another address as any NIC would
+/// ([`alloc::allocate`]), without preferring the declined one: its desired address if it has
+/// one (which fails when that is the declined address: the mark stays, and the NIC waits for
+/// an operator), else the lowest free. Idempotent: a second report of the same conflict finds
+/// the mark, not the MAC, and changes nothing.
+pub fn mark_conflict(
+    pool: &mut IPPool,
+    alloc: &mut Allocator,
+    ip: Ipv4Addr,
+    mac: &MacAddr,
+    nic: Option<&NicRequest>,
+) -> Marked {
+    if alloc.address_of(mac) != Some(ip) {
+        return Marked::NotHeld;
+    }
+    let status = pool.status.get_or_insert_with(Default::default);
+    if !vmdhcp_api::status::mark_conflict(status, ip, mac) {
+        return Marked::NotHeld;
+    }
+    // The MAC lets go of the address (its record is the mark now, which release leaves alone)
+    // and the mark takes it, so it stays used.
+    alloc::release(pool, alloc, ip, mac);
+    // Cannot fail: the address was released just now. (Were it to, the status still holds the
+    // mark, and the next rebuild takes the address for it.)
+    let _ = alloc.ipam.allocate_specific(ip);
+    Marked::Marked(nic.map(|nic| {
+        alloc::allocate(
+            pool,
+            alloc,
+            &Request {
+                mac_text: &nic.mac_text,
+                mac: nic.mac,
+                desired: nic.desired,
+                previous: None,
+            },
+        )
+    }))
 }
 
 /// Whether the batch changed the status (and must be written).

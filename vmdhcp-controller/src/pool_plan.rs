@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use vmdhcp_api::condition::{set, set_result};
 use vmdhcp_api::consts::{
     ANNOTATION_HOLD_AGENT_UPGRADE, COND_AGENT_READY, COND_CACHE_READY, COND_REGISTERED,
@@ -23,9 +25,11 @@ use vmdhcp_api::message::UpstreamError;
 use vmdhcp_api::network::NamespacedName;
 use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 
-use crate::agent_pod::{self, AgentPodParams};
+use crate::agent_pod::{self, AgentOptions, AgentPodParams, NetworkSetup};
+use crate::gc;
 
-/// The controller's settings that shape agents.
+/// The controller's settings the IPPool reconciler follows: what shapes agents, when they are
+/// replaced, when orphans are released.
 #[derive(Debug, Clone)]
 pub struct AgentSettings {
     /// `--no-agent`.
@@ -38,8 +42,14 @@ pub struct AgentSettings {
     pub namespace: String,
     /// `--service-account-name`.
     pub service_account: String,
-    /// Replace an agent whose node is gone or not Ready this long; `None`: never.
+    /// Replace an agent whose node is gone, or not Ready with its Lease expired this long
+    /// ([`agent_pod::node_lost`]); `None`: never (the default, as upstream).
     pub node_grace: Option<Duration>,
+    /// The operator's additions to agent Pods and the network set-up.
+    pub agent: AgentOptions,
+    /// Release an orphaned allocation once its vmnetcfg has been gone this long
+    /// ([`gc::decide`]); `None`: never.
+    pub orphan_grace: Option<Duration>,
 }
 
 /// The pool's NetworkAttachmentDefinition as read.
@@ -65,19 +75,39 @@ pub enum NodeSeen {
     Found(Box<Node>),
 }
 
+/// The pool's NAD copy in the agents' namespace (`static-ipam` set-up) as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentNetworkSeen {
+    /// It does not exist.
+    Missing,
+    /// It exists.
+    Found(Box<DynamicObject>),
+    /// It could not be read; the API server's message.
+    Unreadable(String),
+}
+
 /// What was read for one pool.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The NAD, when the pool's network name parses.
     pub nad: Option<NadSeen>,
+    /// The NAD's CNI configuration (`spec.config`), when it has one.
+    pub nad_config: Option<String>,
+    /// The NAD copy of the `static-ipam` set-up; `None`: not read (other set-up).
+    pub agent_network: Option<AgentNetworkSeen>,
     /// The agent Pod (named by `status.agentPodRef`, else by the name scheme), if it exists.
     pub pod: Option<Pod>,
     /// Why the agent Pod could not be read (the API server's message), when it could not.
     pub pod_unreadable: Option<String>,
     /// The Pod's node.
     pub node: NodeSeen,
-    /// Allocations whose MAC belongs to no vmnetcfg (see [`orphans`]).
-    pub orphans: Vec<std::net::Ipv4Addr>,
+    /// The node's Lease in `kube-node-lease`, when read and found.
+    pub node_lease: Option<Lease>,
+    /// The earliest end of a grace period of an orphan whose vmnetcfg is gone: when to look
+    /// again.
+    pub orphan_wait: Option<Timestamp>,
+    /// Orphaned allocations to release ([`gc::decide`] said so).
+    pub orphans: Vec<gc::Release>,
 }
 
 /// Something to do besides writing the status.
@@ -99,6 +129,15 @@ pub enum PoolAction {
     /// Set these back-reference labels on the pool's NAD, leaving its other labels as they
     /// are then.
     LabelNad(BTreeMap<String, String>),
+    /// Create or update the pool's NAD copy (`static-ipam`) to be this one.
+    ApplyAgentNetwork(Box<DynamicObject>),
+    /// Delete the pool's NAD copy `namespace/name` (`static-ipam`, pool paused).
+    DeleteAgentNetwork {
+        /// Its namespace (the agents').
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
 }
 
 /// What became of the actions carried out so far in this pass: the glue carries out a plan's
@@ -114,6 +153,8 @@ pub struct Done {
     pub delete_pod: Option<Result<(), String>>,
     /// The NAD back-labels, or the API server's message.
     pub label_nad: Option<Result<(), String>>,
+    /// The NAD copy's create, update or deletion, or the API server's message.
+    pub agent_network: Option<Result<(), String>>,
 }
 
 /// Something that failed in this pass: the status shows it; it also becomes a Warning Event
@@ -136,6 +177,9 @@ pub const REASON_AGENT_READ_FAILED: &str = "AgentReadFailed";
 pub const REASON_NAD_READ_FAILED: &str = "NetworkReadFailed";
 /// Event reason: the NAD back-labels could not be written.
 pub const REASON_NAD_LABEL_FAILED: &str = "NetworkLabelFailed";
+/// Event reason: the NAD copy of the `static-ipam` set-up could not be built, read, written or
+/// deleted.
+pub const REASON_AGENT_NETWORK_FAILED: &str = "AgentNetworkFailed";
 
 /// The outcome of planning.
 #[derive(Debug)]
@@ -151,7 +195,7 @@ pub struct Plan {
     /// pool is paused or its status does not rebuild.
     pub ipam: Option<ipam::Pool>,
     /// Orphaned allocations released in `status`.
-    pub released: Vec<std::net::Ipv4Addr>,
+    pub released: Vec<gc::Release>,
 }
 
 /// Plans one reconcile of `pool`, given what `done` says about the actions already carried out
@@ -212,11 +256,17 @@ pub fn plan(
     let mut released = Vec::new();
     let ipam = match vmdhcp_api::convert::to_ipam_pool(pool) {
         Ok(mut ipam) => {
-            for ip in &seen.orphans {
-                if ipam.release(*ip).is_ok()
-                    && vmdhcp_api::status::release_allocation(&mut status, *ip)
+            for orphan in &seen.orphans {
+                let still = status
+                    .ipv4
+                    .as_ref()
+                    .and_then(|v4| v4.allocated.get(&orphan.ip.to_string()))
+                    .is_some_and(|mac| vmdhcp_api::mac::same_mac(mac, &orphan.mac));
+                if still
+                    && ipam.release(orphan.ip).is_ok()
+                    && vmdhcp_api::status::release_allocation(&mut status, orphan.ip)
                 {
-                    released.push(*ip);
+                    released.push(orphan.clone());
                 }
             }
             set_result(&mut status.conditions, COND_CACHE_READY, Ok(()), now);
@@ -357,6 +407,31 @@ fn pause(
             }
         }
     }
+    // The NAD copy goes with the agent; a resumed pool writes it again.
+    if let Some(AgentNetworkSeen::Found(copy)) = &seen.agent_network
+        && agent_pod::is_agent_network(copy)
+    {
+        match &done.agent_network {
+            None => steps.actions.push(PoolAction::DeleteAgentNetwork {
+                namespace: copy.namespace().unwrap_or_default(),
+                name: copy.name_any(),
+            }),
+            Some(Ok(())) => {}
+            Some(Err(message)) => {
+                steps.failed(
+                    REASON_AGENT_NETWORK_FAILED,
+                    format!(
+                        "delete network attachment definition {}/{}: {message}",
+                        copy.namespace().unwrap_or_default(),
+                        copy.name_any()
+                    ),
+                );
+                if stopped.is_ok() {
+                    stopped = Err(message.clone());
+                }
+            }
+        }
+    }
     for cond in [COND_REGISTERED, COND_CACHE_READY, COND_AGENT_READY] {
         set_result(&mut status.conditions, cond, Err(&disabled), now);
     }
@@ -422,6 +497,12 @@ fn deploy(
             ));
         }
     };
+    // The copy first: the Pod is created (or adopted) in the next round, once it is written.
+    if settings.agent.network_setup == NetworkSetup::StaticIpam
+        && !agent_network(pool, &network, seen, settings, done, steps)?
+    {
+        return Ok(());
+    }
     let held = pool
         .annotations()
         .contains_key(ANNOTATION_HOLD_AGENT_UPGRADE);
@@ -437,6 +518,17 @@ fn deploy(
         });
         if !held || r.image.is_empty() {
             r.image.clone_from(&settings.image);
+        }
+        // Created in this pass, and the status write that recorded it conflicted: the pool
+        // read again still names the Pod before it. This one is ours, not a stranger to purge.
+        let created = done.create_pod.as_ref().and_then(|c| c.as_ref().ok());
+        if created.is_some_and(|c| c.uid().is_some() && c.uid() == pod.uid()) {
+            *r = PodReference {
+                namespace: settings.namespace.clone(),
+                name: pod.name_any(),
+                image: settings.image.clone(),
+                uid: pod.uid().unwrap_or_default(),
+            };
         }
         if agent_pod::is_terminating(pod) {
             return Err(UpstreamError::AgentMarkedForDeletion {
@@ -463,6 +555,107 @@ fn deploy(
     )
 }
 
+/// The pool's server address and prefix length (what `eth1` gets).
+fn server_address(pool: &IPPool) -> Result<(std::net::Ipv4Addr, u8), String> {
+    let cfg = &pool.spec.ipv4_config;
+    let server_ip = cfg
+        .server_ip
+        .parse()
+        .map_err(|_| format!("ippool serverIP {:?} is not an IPv4 address", cfg.server_ip))?;
+    let net: ipnet::Ipv4Net = cfg
+        .cidr
+        .parse()
+        .map_err(|_| format!("ippool cidr {:?} is not an IPv4 CIDR", cfg.cidr))?;
+    Ok((server_ip, net.prefix_len()))
+}
+
+/// The `static-ipam` set-up: the pool's NAD copy with the server address, written before the
+/// Pod that attaches it (and again whenever the pool's NAD configuration changes; a running
+/// Pod keeps the attachment it started with). A copy that cannot be built, read or written is
+/// `Registered`'s error, and no Pod is created without it. `Ok(false)`: it is being written.
+fn agent_network(
+    pool: &IPPool,
+    network: &NamespacedName,
+    seen: &Observed,
+    settings: &AgentSettings,
+    done: &Done,
+    steps: &mut Steps,
+) -> Result<bool, String> {
+    let pool_key = NamespacedName::new(pool.namespace().unwrap_or_default(), pool.name_any());
+    let copy = format!(
+        "{}/{}",
+        settings.namespace,
+        agent_pod::agent_network_name(&pool_key)
+    );
+    match &done.agent_network {
+        Some(Ok(())) => return Ok(true),
+        Some(Err(message)) => {
+            steps.failed(
+                REASON_AGENT_NETWORK_FAILED,
+                format!("write network attachment definition {copy}: {message}"),
+            );
+            return Err(message.clone());
+        }
+        None => {}
+    }
+    let current = match &seen.agent_network {
+        Some(AgentNetworkSeen::Unreadable(message)) => {
+            steps.failed(
+                REASON_AGENT_NETWORK_FAILED,
+                format!("get network attachment definition {copy}: {message}"),
+            );
+            return Err(message.clone());
+        }
+        Some(AgentNetworkSeen::Found(current)) if !agent_pod::is_agent_network(current) => {
+            let message = format!(
+                "network attachment definition {copy} exists and is not the agent's copy (no label {}={})",
+                vmdhcp_api::consts::LABEL_VM_DHCP_CONTROLLER,
+                agent_pod::LABEL_VALUE_AGENT_NETWORK
+            );
+            steps.failed(REASON_AGENT_NETWORK_FAILED, message.clone());
+            return Err(message);
+        }
+        Some(AgentNetworkSeen::Found(current)) => Some(current.as_ref()),
+        Some(AgentNetworkSeen::Missing) | None => None,
+    };
+    let (server_ip, prefix_len) = server_address(pool)?;
+    let built = seen
+        .nad_config
+        .as_deref()
+        .ok_or_else(|| agent_pod::AgentNetworkError::NotCni {
+            nad: network.to_string(),
+            why: "no spec.config".to_owned(),
+        })
+        .and_then(|config| {
+            agent_pod::agent_network(
+                &pool_key,
+                network,
+                config,
+                server_ip,
+                prefix_len,
+                &settings.namespace,
+            )
+        });
+    let desired = match built {
+        Ok(desired) => desired,
+        Err(e) => {
+            steps.failed(REASON_AGENT_NETWORK_FAILED, e.to_string());
+            return Err(e.to_string());
+        }
+    };
+    let same = current.is_some_and(|c| {
+        agent_pod::nad_config(c) == agent_pod::nad_config(&desired)
+            && c.labels() == desired.labels()
+            && c.annotations() == desired.annotations()
+    });
+    if !same {
+        steps
+            .actions
+            .push(PoolAction::ApplyAgentNetwork(Box::new(desired)));
+    }
+    Ok(same)
+}
+
 /// The agent Pod to create, or what became of its creation: the reference records the Pod the
 /// API server returned; a refusal leaves the reference as it was.
 fn create(
@@ -474,15 +667,7 @@ fn create(
     status: &mut IPPoolStatus,
     steps: &mut Steps,
 ) -> Result<(), String> {
-    let cfg = &pool.spec.ipv4_config;
-    let server_ip = cfg
-        .server_ip
-        .parse()
-        .map_err(|_| format!("ippool serverIP {:?} is not an IPv4 address", cfg.server_ip))?;
-    let net: ipnet::Ipv4Net = cfg
-        .cidr
-        .parse()
-        .map_err(|_| format!("ippool cidr {:?} is not an IPv4 CIDR", cfg.cidr))?;
+    let (server_ip, prefix_len) = server_address(pool)?;
     let pool_key = NamespacedName::new(pool.namespace().unwrap_or_default(), pool.name_any());
     let pod_name = vmdhcp_api::agent::agent_pod_name(&pool_key.namespace, &pool_key.name);
     let uid = match &done.create_pod {
@@ -517,11 +702,12 @@ fn create(
         nad: network,
         cluster_network,
         server_ip,
-        prefix_len: net.prefix_len(),
+        prefix_len,
         namespace: &settings.namespace,
         image: &settings.image,
         service_account: &settings.service_account,
         dry_run: settings.dry_run,
+        options: &settings.agent,
     });
     steps.actions.push(PoolAction::CreatePod(Box::new(pod)));
     Ok(())
@@ -573,7 +759,7 @@ fn monitor(
         NodeSeen::Found(node) => Some(Some(node.as_ref())),
     };
     if let (Some(grace), Some(node)) = (settings.node_grace, node)
-        && let Some(why) = agent_pod::node_lost(pod, node, now, grace)
+        && let Some(why) = agent_pod::node_lost(pod, node, seen.node_lease.as_ref(), now, grace)
     {
         delete(done, steps, pod_namespace, &pod_name, true)?;
         return Err(format!(
@@ -625,13 +811,14 @@ fn delete(
     }
 }
 
-/// Allocations of `pool` whose MAC is in no vmnetcfg NIC on the pool's network (upstream never
-/// collects them, so addresses of force-deleted vmnetcfgs leak). `vmnetcfgs` must be a
-/// complete list; paused vmnetcfgs still own their MACs.
+/// Allocations of `pool` whose MAC is in no vmnetcfg NIC on the pool's network, as
+/// `(address, MAC as the status spells it)`: the candidates [`gc::decide`] rules on (upstream
+/// never collects them, so addresses of force-deleted vmnetcfgs leak). `vmnetcfgs` must be a
+/// complete list; paused vmnetcfgs still own their MACs; marks are never candidates.
 pub fn orphans(
     pool: &IPPool,
     vmnetcfgs: &[std::sync::Arc<VirtualMachineNetworkConfig>],
-) -> Vec<std::net::Ipv4Addr> {
+) -> Vec<(std::net::Ipv4Addr, String)> {
     let Ok(network) = pool.network() else {
         return Vec::new();
     };
@@ -652,7 +839,6 @@ pub fn orphans(
             mac.parse::<vmdhcp_api::MacAddr>()
                 .is_ok_and(|m| !owned.contains(&m))
         })
-        .map(|(ip, _)| ip)
         .collect()
 }
 

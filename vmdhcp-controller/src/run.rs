@@ -1,5 +1,6 @@
 //! Wiring: HTTP on every replica; leader election; on leadership the CRDs and the three
-//! controllers (IPPool, VirtualMachine, vmnetcfg) sharing one [`Context`].
+//! controllers (IPPool, VirtualMachine, vmnetcfg) sharing one [`Context`], and the
+//! address-conflict handler ([`reconcile::conflict`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,7 +43,7 @@ pub async fn main(args: Args) -> Result<(), Error> {
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            shutdown_signal().await;
+            vmdhcp_api::binary::shutdown_signal().await;
             tracing::info!("shutting down");
             stop.cancel();
         });
@@ -56,7 +57,9 @@ pub async fn main(args: Args) -> Result<(), Error> {
 /// # Errors
 /// Configuration, the HTTP port, or a lost lease.
 pub async fn run(args: Args, stop: CancellationToken) -> Result<(), Error> {
-    let client = client(&args).await?;
+    let client = vmdhcp_api::binary::kube_client(args.kubeconfig.as_deref(), None)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
     run_with_client(client, args, stop).await
 }
 
@@ -154,6 +157,9 @@ async fn lead(
             service_account: args.service_account_name.clone(),
             node_grace: (args.agent_node_grace_secs > 0)
                 .then(|| Duration::from_secs(args.agent_node_grace_secs)),
+            agent: args.agent_options(),
+            orphan_grace: (args.orphan_grace_secs > 0)
+                .then(|| Duration::from_secs(args.orphan_grace_secs)),
         },
         pools: pools.clone(),
         vmnetcfgs: vmnetcfgs.clone(),
@@ -163,6 +169,7 @@ async fn lead(
         recorder: Recorder::new(client.clone(), reporter(args)),
         metrics,
         synced: std::sync::atomic::AtomicBool::new(false),
+        owners: crate::gc::Memory::default(),
     });
     {
         let ctx = ctx.clone();
@@ -182,9 +189,23 @@ async fn lead(
     let pools_run = pool_ctrl
         .run(reconcile::ippool::reconcile, error_policy, ctx.clone())
         .for_each(|r| log_result(&log_ctx, "IPPool", r));
+    // The conflict handler makes the vmnetcfg of a NIC it moved reconcile.
+    let (requeue, requeued) = futures::channel::mpsc::unbounded();
     let cfgs_run = cfg_ctrl
+        .reconcile_on(requeued)
         .run(reconcile::vmnetcfg::reconcile, error_policy, ctx.clone())
         .for_each(|r| log_result(&log_ctx, "VirtualMachineNetworkConfig", r));
+    // Boxed: the futures of four controllers side by side make `run`'s a large one.
+    let conflicts_run = Box::pin(conflict_controller(&client, &stop).run(
+        reconcile::conflict::reconcile,
+        reconcile::conflict::error_policy,
+        Arc::new(reconcile::conflict::Conflicts {
+            ctx: ctx.clone(),
+            requeue,
+        }),
+    ))
+    .for_each(|r| log_result(&log_ctx, "Event", r));
+    let cfgs_run = async { futures::join!(cfgs_run, conflicts_run) };
     let vms: Api<VirtualMachine> = Api::all(client.clone());
     // Only a cluster without KubeVirt turns the VM reconciler off; any other error (a
     // timeout, a 503 while the API server starts) leaves it to the watcher's backoff.
@@ -370,36 +391,24 @@ fn controllers(
     (pool_ctrl, cfg_ctrl)
 }
 
-async fn client(args: &Args) -> Result<Client, Error> {
-    let config = match args.kubeconfig.as_ref().filter(|p| p.is_file()) {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?,
-    };
-    Client::try_from(config).map_err(|e| Error::Config(e.to_string()))
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
+/// The address-conflict handler's controller: agents' `AddressConflict` Events in every
+/// namespace (an agent posts them in its pool's namespace).
+fn conflict_controller(
+    client: &Client,
+    stop: &CancellationToken,
+) -> Controller<k8s_openapi::api::events::v1::Event> {
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = kube::runtime::reflector(
+        writer,
+        watch_objects(
+            Api::all(client.clone()),
+            watcher::Config::default().fields(reconcile::conflict::FIELD_SELECTOR),
+        ),
+    )
+    .applied_objects();
+    Controller::for_stream(trigger, reader)
+        .trigger_backoff(vmdhcp_api::runtime::watch_backoff())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@
 //! - two replicas with leader election: one leads, the Lease as client-go writes it, a
 //!   takeover within the lease duration;
 //! - taking over objects the Go controller wrote, on its CRDs;
-//! - an API server outage: a VM created right after it is allocated within seconds.
+//! - an API server outage: a VM created right after it is allocated within seconds;
+//! - operator safety (`e2e_operator`): the agent Pod under Pod Security admission at each level
+//!   in both network set-ups, a NAD conflict while a pool is deleted, orphan collection.
 
+mod e2e_operator;
 mod e2e_support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +58,7 @@ fn expected_agent(ns: &str, pool: &str, server_ip: &str) -> Pod {
         image: IMAGE,
         service_account: AGENT_SA,
         dry_run: false,
+        options: &agent_pod::AgentOptions::default(),
     })
 }
 
@@ -850,7 +854,7 @@ async fn taking_over_from_the_go_controller_keeps_every_address_and_rewrites_onl
                     let status = &pool.data["status"];
                     (condition(status, "AgentReady")? == is_true()
                         && status["agentPodRef"]["uid"] == json!(new_pod.uid())
-                        && !allocations(&pool).contains_key("192.168.48.74"))
+                        && allocations(&pool).contains_key("192.168.48.74"))
                     .then_some(pool)
                 },
             )
@@ -889,12 +893,12 @@ async fn taking_over_from_the_go_controller_keeps_every_address_and_rewrites_onl
             );
             let pool_after = raw_pool(&client, &ns, "net-go").await;
             assert_eq!(pool_after.data["status"], pool.data["status"], "settled");
-            let mut expected_leases = leases(&pool_before);
-            expected_leases.remove("192.168.48.74");
+            // The orphan the Go controller left stays: no vmnetcfg this process saw held its
+            // MAC (an entry that may have been written by hand for a device without a VM).
             assert_eq!(
                 leases(&pool_after),
-                expected_leases,
-                "every VM keeps its address; the orphan is released"
+                leases(&pool_before),
+                "every VM keeps its address; the orphan is kept"
             );
             let mut changed = Vec::new();
             differences(
@@ -907,32 +911,32 @@ async fn taking_over_from_the_go_controller_keeps_every_address_and_rewrites_onl
                 "status.agentPodRef.image",
                 "status.agentPodRef.uid",
                 "status.conditions[AgentReady].lastUpdateTime",
-                "status.ipv4.allocated.192.168.48.74",
-                "status.ipv4.available",
-                "status.ipv4.used",
-                "status.lastUpdate",
             ]
             .into();
             eprintln!("e2e upgrade: IPPool status fields rewritten: {changed:?}");
             assert_eq!(
                 changed.iter().map(String::as_str).collect::<BTreeSet<_>>(),
                 documented,
-                "the IPPool status changes beyond the agent image, its Pod and the orphan"
+                "the IPPool status changes beyond the agent image and its Pod"
             );
             assert_eq!(
                 (
                     &pool_after.data["status"]["ipv4"]["used"],
                     &pool_after.data["status"]["ipv4"]["available"]
                 ),
-                (&json!(3), &json!(15))
+                (&json!(4), &json!(14))
             );
             let events = events_about(&client, &ns, "IPPool", "net-go").await;
-            for reason in ["OrphansReleased", "AgentDeleted", "AgentCreated"] {
+            for reason in ["AgentDeleted", "AgentCreated"] {
                 assert!(
                     events.iter().any(|(_, r, _)| r == reason),
                     "no {reason} Event: {events:?}"
                 );
             }
+            assert!(
+                !events.iter().any(|(_, r, _)| r == "OrphanReleased"),
+                "{events:?}"
+            );
             teardown(&client, &ns).await;
             ctl.stop().await;
             eprintln!(

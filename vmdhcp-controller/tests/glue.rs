@@ -44,6 +44,8 @@ fn context_with(client: Client, cached: &[IPPool], batch: BatchSettings) -> Arc<
             namespace: "harvester-system".into(),
             service_account: "agent".into(),
             node_grace: None,
+            agent: vmdhcp_controller::agent_pod::AgentOptions::default(),
+            orphan_grace: Some(std::time::Duration::from_secs(600)),
         },
         pools,
         vmnetcfgs,
@@ -66,6 +68,7 @@ fn context_with(client: Client, cached: &[IPPool], batch: BatchSettings) -> Arc<
         ),
         metrics: Arc::new(Registry::default()),
         synced: std::sync::atomic::AtomicBool::new(true),
+        owners: vmdhcp_controller::gc::Memory::default(),
     })
 }
 

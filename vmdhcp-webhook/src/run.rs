@@ -4,7 +4,6 @@
 //! certificate is swapped into the running server and a new CA re-registered.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,41 +217,16 @@ fn log_registration((validating, mutating): (Outcome, Outcome)) {
     }
 }
 
-/// A client from `--kubeconfig` (when the file exists) and `--kubecontext`, else the
-/// in-cluster configuration, else the default kubeconfig.
-///
-/// # Errors
-/// [`Error::Client`] saying which configuration failed.
-pub async fn client(kubeconfig: Option<PathBuf>, context: Option<String>) -> Result<Client, Error> {
-    let options = kube::config::KubeConfigOptions {
-        context,
-        ..Default::default()
-    };
-    let config = match kubeconfig.filter(|p| p.is_file()) {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(&path)
-                .map_err(|e| Error::Client(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| Error::Client(format!("{}: {e}", path.display())))?
-        }
-        None => match kube::Config::incluster() {
-            Ok(config) => config,
-            Err(_) => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| Error::Client(format!("no in-cluster config and {e}")))?,
-        },
-    };
-    Client::try_from(config).map_err(|e| Error::Client(e.to_string()))
-}
-
 /// The binary: binds `--https-address`:`--https-port` and runs until SIGTERM or SIGINT.
 ///
 /// # Errors
 /// See [`run`]; also bad flags, no Kubernetes configuration, or a taken port.
 pub async fn main(args: Args) -> Result<(), Error> {
     let config = Config::from_args(&args)?;
-    let client = client(args.kubeconfig.clone(), args.kubecontext.clone()).await?;
+    let client =
+        vmdhcp_api::binary::kube_client(args.kubeconfig.as_deref(), args.kubecontext.clone())
+            .await
+            .map_err(|e| Error::Client(e.to_string()))?;
     let addr = SocketAddr::new(args.https_address, args.https_port);
     let listener = TcpListener::bind(addr)
         .await
@@ -261,28 +235,11 @@ pub async fn main(args: Args) -> Result<(), Error> {
     let stop = CancellationToken::new();
     let signals = stop.clone();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        vmdhcp_api::binary::shutdown_signal().await;
         tracing::info!("shutting down");
         signals.cancel();
     });
     run(client, config, listener, stop).await
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        // Without handlers the process still ends on SIGTERM, just not gracefully.
-        _ => std::future::pending::<()>().await,
-    }
 }
 
 #[cfg(test)]

@@ -141,3 +141,15 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The agents' network set-up (`agent.networkSetup`), checked: the controller would refuse
+anything else at start, after the release was installed.
+*/}}
+{{- define "vmdhcp.agentNetworkSetup" -}}
+{{- $setup := .Values.agent.networkSetup | default "init-container" }}
+{{- if not (has $setup (list "init-container" "static-ipam")) }}
+{{- fail (printf "agent.networkSetup must be init-container or static-ipam, not %q" $setup) }}
+{{- end }}
+{{- $setup }}
+{{- end }}

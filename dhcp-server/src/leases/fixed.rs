@@ -10,8 +10,167 @@ use super::{Confirmation, Lease, LeaseSource, NoOffer, Query};
 use crate::engine::RequestState;
 use crate::hwaddr::MacAddr;
 
-type Table = HashMap<MacAddr, Lease>;
 type Conflicts = HashSet<(MacAddr, Ipv4Addr)>;
+
+/// One table of [`StaticLeases`], as [`StaticLeases::snapshot`] returns it: MAC → lease,
+/// kept compact because an embedder may hold tens of thousands of leases.
+///
+/// Most leases are a bare address ([`Lease::new`]); those are stored as (MAC, address) pairs
+/// of 10 bytes in a hash table (a table of whole [`Lease`]s took 40 bytes a bucket). The few
+/// leases with more (a host name, a lease time) are kept whole in a side map as well, which
+/// is empty, and never looked at, when no lease has extras.
+///
+/// ```
+/// use dhcp_server::{Lease, LeaseTime, MacAddr, StaticLeases};
+///
+/// let (a, b): (MacAddr, MacAddr) = ("02:00:00:00:00:02".parse()?, "02:00:00:00:00:01".parse()?);
+/// let leases: StaticLeases = [
+///     (a, Lease::new("10.0.0.2".parse()?)),
+///     (b, Lease::new("10.0.0.1".parse()?).with_lease_time(LeaseTime::INFINITE)),
+/// ]
+/// .into_iter()
+/// .collect();
+/// let table = leases.snapshot();
+/// assert_eq!(table.len(), 2);
+/// assert_eq!(table.get(a), Some(Lease::new("10.0.0.2".parse()?)));
+/// assert!(table.get(b).unwrap().lease_time().unwrap().is_infinite());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LeaseTable {
+    /// Every lease's address.
+    addrs: HashMap<MacAddr, Ipv4Addr>,
+    /// The whole lease of the MACs whose lease is not just `Lease::new(addr)`.
+    extras: HashMap<MacAddr, Lease>,
+}
+
+/// Whether `lease` carries nothing beyond its address (the compact case).
+fn is_bare(lease: &Lease) -> bool {
+    *lease == Lease::new(lease.addr())
+}
+
+impl LeaseTable {
+    /// Builds a table; a MAC given twice keeps its last lease, as with a map.
+    fn build(leases: impl IntoIterator<Item = (MacAddr, Lease)>) -> Self {
+        let mut table = Self::default();
+        for (mac, lease) in leases {
+            table.insert(mac, lease);
+        }
+        table.addrs.shrink_to_fit();
+        table.extras.shrink_to_fit();
+        table
+    }
+
+    /// The whole lease of `mac`, leased `addr`.
+    fn lease(&self, mac: MacAddr, addr: Ipv4Addr) -> Lease {
+        // The common case, no lease with extras at all, costs no second hashing.
+        let extras = (!self.extras.is_empty())
+            .then(|| self.extras.get(&mac))
+            .flatten();
+        extras.cloned().unwrap_or_else(|| Lease::new(addr))
+    }
+
+    fn insert(&mut self, mac: MacAddr, lease: Lease) -> Option<Lease> {
+        let previous = self
+            .addrs
+            .insert(mac, lease.addr())
+            .map(|addr| self.lease(mac, addr));
+        if is_bare(&lease) {
+            if !self.extras.is_empty() {
+                self.extras.remove(&mac);
+            }
+        } else {
+            self.extras.insert(mac, lease);
+        }
+        previous
+    }
+
+    fn remove(&mut self, mac: MacAddr) -> Option<Lease> {
+        let addr = self.addrs.remove(&mac)?;
+        let lease = self.lease(mac, addr);
+        self.extras.remove(&mac);
+        Some(lease)
+    }
+
+    /// The lease of `mac`.
+    ///
+    /// ```
+    /// # use dhcp_server::{Lease, StaticLeases};
+    /// let mac = "02:00:00:00:00:01".parse()?;
+    /// let leases: StaticLeases = [(mac, Lease::new("10.0.0.2".parse()?))].into_iter().collect();
+    /// assert_eq!(leases.snapshot().get(mac).unwrap().addr().to_string(), "10.0.0.2");
+    /// assert!(leases.snapshot().get("02:00:00:00:00:02".parse()?).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get(&self, mac: MacAddr) -> Option<Lease> {
+        self.addrs.get(&mac).map(|&addr| self.lease(mac, addr))
+    }
+
+    /// The address leased to `mac`: [`get`](Self::get) without building the [`Lease`].
+    ///
+    /// ```
+    /// # use dhcp_server::{Lease, StaticLeases};
+    /// let mac = "02:00:00:00:00:01".parse()?;
+    /// let leases: StaticLeases = [(mac, Lease::new("10.0.0.2".parse()?))].into_iter().collect();
+    /// assert_eq!(leases.snapshot().addr(mac), Some("10.0.0.2".parse()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn addr(&self, mac: MacAddr) -> Option<Ipv4Addr> {
+        self.addrs.get(&mac).copied()
+    }
+
+    /// Number of leases.
+    ///
+    /// ```
+    /// assert_eq!(dhcp_server::StaticLeases::new().snapshot().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// Whether the table is empty.
+    ///
+    /// ```
+    /// assert!(dhcp_server::StaticLeases::new().snapshot().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.addrs.is_empty()
+    }
+
+    /// Every lease, in no particular order.
+    ///
+    /// ```
+    /// # use dhcp_server::{Lease, MacAddr, StaticLeases};
+    /// let leases: StaticLeases = [
+    ///     (MacAddr::new([2, 0, 0, 0, 0, 9]), Lease::new([10, 0, 0, 9].into())),
+    ///     (MacAddr::new([2, 0, 0, 0, 0, 1]), Lease::new([10, 0, 0, 1].into()).with_hostname("a")),
+    /// ]
+    /// .into_iter()
+    /// .collect();
+    /// let mut names: Vec<_> =
+    ///     leases.snapshot().iter().map(|(_, l)| l.hostname().map(str::to_owned)).collect();
+    /// names.sort();
+    /// assert_eq!(names, [None, Some("a".to_owned())]);
+    /// ```
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (MacAddr, Lease)> + '_ {
+        self.addrs
+            .iter()
+            .map(|(&mac, &addr)| (mac, self.lease(mac, addr)))
+    }
+
+    /// Every (MAC, address) pair, in no particular order: [`iter`](Self::iter) without
+    /// building the [`Lease`]s.
+    ///
+    /// ```
+    /// # use dhcp_server::{Lease, MacAddr, StaticLeases};
+    /// let mac = MacAddr::new([2, 0, 0, 0, 0, 1]);
+    /// let leases: StaticLeases = [(mac, Lease::new([10, 0, 0, 1].into()))].into_iter().collect();
+    /// assert_eq!(leases.snapshot().addrs().collect::<Vec<_>>(), [(mac, [10, 0, 0, 1].into())]);
+    /// ```
+    pub fn addrs(&self) -> impl ExactSizeIterator<Item = (MacAddr, Ipv4Addr)> + '_ {
+        self.addrs.iter().map(|(&mac, &addr)| (mac, addr))
+    }
+}
 
 /// Static leases keyed by the client's MAC address (`chaddr`), the model of MAC-pinned VM
 /// networks: a known MAC always gets its address, an unknown MAC gets no offer.
@@ -24,7 +183,8 @@ type Conflicts = HashSet<(MacAddr, Ipv4Addr)>;
 /// any time ([`replace`](Self::replace), [`insert`](Self::insert), [`remove`](Self::remove));
 /// the server, holding another clone, sees the change on the next packet. Reads are
 /// lock-free (`arc-swap`); writes copy the table, which suits tables that change far less
-/// often than they are read.
+/// often than they are read. The table is compact ([`LeaseTable`]): a lease that is just an
+/// address takes a 10-byte (MAC, address) entry of a hash table.
 ///
 /// ```
 /// use dhcp_server::{Lease, MacAddr, StaticLeases};
@@ -119,7 +279,7 @@ type Conflicts = HashSet<(MacAddr, Ipv4Addr)>;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct StaticLeases {
-    table: Arc<ArcSwap<Table>>,
+    table: Arc<ArcSwap<LeaseTable>>,
     conflicts: Arc<ArcSwap<Conflicts>>,
 }
 
@@ -144,7 +304,7 @@ impl StaticLeases {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn replace(&self, leases: impl IntoIterator<Item = (MacAddr, Lease)>) {
-        self.table.store(Arc::new(leases.into_iter().collect()));
+        self.table.store(Arc::new(LeaseTable::build(leases)));
     }
 
     /// Adds or changes one lease; returns the previous one.
@@ -162,7 +322,7 @@ impl StaticLeases {
     pub fn insert(&self, mac: MacAddr, lease: Lease) -> Option<Lease> {
         let mut previous = None;
         self.table.rcu(|t| {
-            let mut t = Table::clone(t);
+            let mut t = LeaseTable::clone(t);
             previous = t.insert(mac, lease.clone());
             t
         });
@@ -183,8 +343,8 @@ impl StaticLeases {
     pub fn remove(&self, mac: MacAddr) -> Option<Lease> {
         let mut previous = None;
         self.table.rcu(|t| {
-            let mut t = Table::clone(t);
-            previous = t.remove(&mac);
+            let mut t = LeaseTable::clone(t);
+            previous = t.remove(mac);
             t
         });
         previous
@@ -198,7 +358,7 @@ impl StaticLeases {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, mac: MacAddr) -> Option<Lease> {
-        self.table.load().get(&mac).cloned()
+        self.table.load().get(mac)
     }
 
     /// Number of leases.
@@ -229,7 +389,7 @@ impl StaticLeases {
     /// assert_eq!(leases.snapshot().len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn snapshot(&self) -> Arc<HashMap<MacAddr, Lease>> {
+    pub fn snapshot(&self) -> Arc<LeaseTable> {
         self.table.load_full()
     }
 
@@ -310,7 +470,7 @@ impl StaticLeases {
 
     fn lookup(&self, query: &Query<'_, '_>) -> Option<(MacAddr, Lease)> {
         let mac = query.request().mac()?;
-        self.table.load().get(&mac).cloned().map(|l| (mac, l))
+        self.table.load().get(mac).map(|l| (mac, l))
     }
 }
 
@@ -360,7 +520,10 @@ impl LeaseSource for StaticLeases {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::LeaseTime;
 
     #[test]
     fn readers_see_whole_tables_while_a_writer_replaces_them() {
@@ -386,7 +549,7 @@ mod tests {
             let snapshot = leases.snapshot();
             // One generation per snapshot: never a mix of two tables.
             let gens: std::collections::HashSet<u8> =
-                snapshot.values().map(|l| l.addr().octets()[2]).collect();
+                snapshot.iter().map(|(_, l)| l.addr().octets()[2]).collect();
             assert_eq!(gens.len(), 1, "{gens:?}");
             assert_eq!(snapshot.len(), 50);
         }
@@ -419,5 +582,94 @@ mod tests {
         );
         assert_eq!(other.len(), 1);
         assert!(!other.is_empty());
+    }
+
+    #[test]
+    fn a_bare_lease_takes_ten_bytes() {
+        assert_eq!(std::mem::size_of::<(MacAddr, Ipv4Addr)>(), 10);
+        let table = LeaseTable::build((0..100u8).map(|i| {
+            (
+                MacAddr::new([2, 0, 0, 0, 1, i]),
+                Lease::new([10, 0, 0, i].into()),
+            )
+        }));
+        assert!(table.extras.is_empty());
+        assert_eq!(table.addrs.len(), 100);
+    }
+
+    #[test]
+    fn extras_are_kept_only_for_the_leases_that_have_them() {
+        let (a, b) = (MacAddr::new([2; 6]), MacAddr::new([3; 6]));
+        let named = Lease::new([10, 0, 0, 2].into()).with_hostname("vm-a");
+        let leases: StaticLeases = [(a, named.clone()), (b, Lease::new([10, 0, 0, 3].into()))]
+            .into_iter()
+            .collect();
+        assert_eq!(leases.get(a), Some(named.clone()));
+        assert_eq!(leases.snapshot().extras.len(), 1);
+        // Back to a bare lease: the side entry goes, the previous lease comes back whole.
+        assert_eq!(
+            leases.insert(a, Lease::new([10, 0, 0, 4].into())),
+            Some(named)
+        );
+        assert!(leases.snapshot().extras.is_empty());
+        let timed = Lease::new([10, 0, 0, 5].into()).with_lease_time(LeaseTime::INFINITE);
+        leases.insert(b, timed.clone());
+        assert_eq!(leases.remove(b), Some(timed));
+        assert!(leases.snapshot().extras.is_empty());
+    }
+
+    fn lease_strategy() -> impl Strategy<Value = (MacAddr, Lease)> {
+        // Few MACs and addresses, so that duplicates, overwrites and removals are common.
+        (0..8u8, 0..4u8, proptest::option::of(0..3u8), any::<bool>()).prop_map(
+            |(m, a, time, named)| {
+                let mut lease = Lease::new([10, 0, 0, a].into());
+                if let Some(t) = time {
+                    lease = lease.with_lease_time(LeaseTime::from_secs(60 * u32::from(t)));
+                }
+                if named {
+                    lease = lease.with_hostname(format!("vm-{m}"));
+                }
+                (MacAddr::new([2, 0, 0, 0, m >> 2, m]), lease)
+            },
+        )
+    }
+
+    proptest! {
+        /// The compact table behaves as the map of whole leases it replaced.
+        #[test]
+        fn behaves_like_a_map(
+            initial in proptest::collection::vec(lease_strategy(), 0..12),
+            ops in proptest::collection::vec((lease_strategy(), any::<bool>()), 0..24),
+        ) {
+            let mut model: HashMap<MacAddr, Lease> = initial.iter().cloned().collect();
+            let leases: StaticLeases = initial.into_iter().collect();
+            for ((mac, lease), remove) in ops {
+                if remove {
+                    prop_assert_eq!(leases.remove(mac), model.remove(&mac));
+                } else {
+                    prop_assert_eq!(leases.insert(mac, lease.clone()), model.insert(mac, lease));
+                }
+                let table = leases.snapshot();
+                prop_assert_eq!(table.len(), model.len());
+                prop_assert_eq!(leases.is_empty(), model.is_empty());
+                let mut expected: Vec<_> = model.iter().map(|(m, l)| (*m, l.clone())).collect();
+                expected.sort_by_key(|(m, _)| *m);
+                let mut got: Vec<_> = table.iter().collect();
+                got.sort_by_key(|(m, _)| *m);
+                prop_assert_eq!(got, expected.clone());
+                let addrs: Vec<_> = expected.iter().map(|(m, l)| (*m, l.addr())).collect();
+                let mut got: Vec<_> = table.addrs().collect();
+                got.sort_unstable();
+                prop_assert_eq!(got, addrs);
+                for m in 0..8u8 {
+                    let mac = MacAddr::new([2, 0, 0, 0, m >> 2, m]);
+                    prop_assert_eq!(leases.get(mac), model.get(&mac).cloned());
+                    prop_assert_eq!(table.addr(mac), model.get(&mac).map(Lease::addr));
+                }
+                // Only leases with more than an address take a side entry.
+                let with_extras = model.values().filter(|l| **l != Lease::new(l.addr())).count();
+                prop_assert_eq!(table.extras.len(), with_extras);
+            }
+        }
     }
 }

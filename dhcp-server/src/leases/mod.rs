@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use dynamic::DynamicPool;
-pub use fixed::StaticLeases;
+pub use fixed::{LeaseTable, StaticLeases};
 
 use crate::config::LeaseTime;
 use crate::engine::RequestState;
@@ -417,48 +417,32 @@ pub trait LeaseSource {
     }
 }
 
-impl<L: LeaseSource + ?Sized> LeaseSource for &mut L {
-    fn offer(&mut self, query: &Query<'_, '_>) -> Result<Lease, NoOffer> {
-        (**self).offer(query)
-    }
-    fn confirm(
-        &mut self,
-        query: &Query<'_, '_>,
-        addr: Ipv4Addr,
-        state: RequestState,
-    ) -> Confirmation {
-        (**self).confirm(query, addr, state)
-    }
-    fn release(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
-        (**self).release(query, addr)
-    }
-    fn decline(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
-        (**self).decline(query, addr)
-    }
-    fn abandon(&mut self, query: &Query<'_, '_>) {
-        (**self).abandon(query);
-    }
+/// A borrowed or boxed lease source is one too (the server takes any of them).
+macro_rules! forward_lease_source {
+    ($($source:ty),*) => {$(
+        impl<L: LeaseSource + ?Sized> LeaseSource for $source {
+            fn offer(&mut self, query: &Query<'_, '_>) -> Result<Lease, NoOffer> {
+                (**self).offer(query)
+            }
+            fn confirm(
+                &mut self,
+                query: &Query<'_, '_>,
+                addr: Ipv4Addr,
+                state: RequestState,
+            ) -> Confirmation {
+                (**self).confirm(query, addr, state)
+            }
+            fn release(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
+                (**self).release(query, addr)
+            }
+            fn decline(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
+                (**self).decline(query, addr)
+            }
+            fn abandon(&mut self, query: &Query<'_, '_>) {
+                (**self).abandon(query);
+            }
+        }
+    )*};
 }
 
-impl<L: LeaseSource + ?Sized> LeaseSource for Box<L> {
-    fn offer(&mut self, query: &Query<'_, '_>) -> Result<Lease, NoOffer> {
-        (**self).offer(query)
-    }
-    fn confirm(
-        &mut self,
-        query: &Query<'_, '_>,
-        addr: Ipv4Addr,
-        state: RequestState,
-    ) -> Confirmation {
-        (**self).confirm(query, addr, state)
-    }
-    fn release(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
-        (**self).release(query, addr)
-    }
-    fn decline(&mut self, query: &Query<'_, '_>, addr: Ipv4Addr) -> bool {
-        (**self).decline(query, addr)
-    }
-    fn abandon(&mut self, query: &Query<'_, '_>) {
-        (**self).abandon(query);
-    }
-}
+forward_lease_source!(&mut L, Box<L>);

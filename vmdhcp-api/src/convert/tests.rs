@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use rstest::rstest;
 
 use super::*;
-use crate::consts::MARK_RESERVED;
+use crate::consts::{MARK_EXCLUDED, MARK_RESERVED};
 use crate::ippool::IPPoolStatus;
 use crate::status::refresh_ipv4;
 use crate::validate::ippool::{Context, validate_create};
@@ -43,6 +43,33 @@ fn documented_pool_reports_seven_available_one_used() {
             "192.168.48.84".parse().unwrap(),
             "ca:70:82:e6:84:6e".to_owned()
         )]
+    );
+}
+
+#[test]
+fn conflict_marks_count_as_used_belong_to_no_mac_and_never_fail_the_rebuild() {
+    let pool = docs_pool()
+        .with_allocated("192.168.48.85", "CONFLICT")
+        // On an exclusion (reserved already), outside the range, unparsable: skipped.
+        .with_allocated("192.168.48.81", "CONFLICT")
+        .with_allocated("192.168.48.200", "CONFLICT")
+        .with_allocated("nope", "CONFLICT");
+    let mut ipam = to_ipam_pool(&pool).unwrap();
+    assert_eq!((ipam.used(), ipam.available()), (2, 6));
+    assert_eq!(
+        ipam.state("192.168.48.85".parse().unwrap()),
+        ipam::AddrState::Allocated
+    );
+    assert_eq!(
+        allocations(&pool).unwrap().len(),
+        1,
+        "only the MAC's allocation"
+    );
+    let handed: Vec<_> =
+        std::iter::from_fn(|| ipam.allocate(ipam::Strategy::LowestFree).ok()).collect();
+    assert!(
+        !handed.contains(&"192.168.48.85".parse().unwrap()),
+        "{handed:?}"
     );
 }
 

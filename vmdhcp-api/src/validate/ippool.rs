@@ -21,9 +21,10 @@ use ipnet::Ipv4Net;
 
 use super::{MAX_LEASE_TIME_SECS, MIN_LEASE_TIME_SECS, Violation, is_dns_name};
 use crate::addr::{field, indexed, parse_cidr, parse_ip};
-use crate::consts::{DEFAULT_LEASE_TIME_SECS, MARK_EXCLUDED, MARK_RESERVED};
+use crate::consts::{DEFAULT_LEASE_TIME_SECS, MARK_RESERVED};
 use crate::ippool::{IPPool, IPv4Config};
 use crate::message::UpstreamError;
+use crate::status::is_mark;
 use crate::vmnetcfg::VirtualMachineNetworkConfig;
 
 /// What the checks need from the cluster, looked up by the caller.
@@ -228,7 +229,8 @@ fn parse(cfg: &IPv4Config, out: &mut Vec<Violation>) -> Addrs {
     }
 }
 
-/// Allocated (MAC) and `EXCLUDED` addresses of the status: what the server IP must not be.
+/// Allocated (MAC), `EXCLUDED` and `CONFLICT` addresses of the status: what the server IP must
+/// not be.
 fn status_occupied(pool: &IPPool) -> Vec<Ipv4Addr> {
     pool.allocated()
         .filter(|(_, mac)| *mac != MARK_RESERVED)
@@ -428,10 +430,6 @@ fn extra_checks(pool: &IPPool, old: Option<&IPv4Config>, a: &Addrs, out: &mut Ve
             }
         }
     }
-}
-
-fn is_mark(value: &str) -> bool {
-    value == MARK_EXCLUDED || value == MARK_RESERVED
 }
 
 /// Upstream let two pools serve one network; their IPAM entries clobbered each other.

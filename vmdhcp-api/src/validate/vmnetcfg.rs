@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::Violation;
 use crate::addr::{parse_cidr, parse_ip};
-use crate::consts::{MARK_EXCLUDED, MARK_RESERVED};
+use crate::consts::{MARK_CONFLICT, MARK_EXCLUDED, MARK_RESERVED};
 use crate::ippool::IPPool;
 use crate::mac::{MacAddr, same_mac};
 use crate::message::UpstreamError;
@@ -329,6 +329,11 @@ fn check_desired_ip(
     }
     match allocated.next() {
         Some(MARK_EXCLUDED | MARK_RESERVED) => Err(format!("ip address {ip} is not allocatable")),
+        Some(MARK_CONFLICT) => Err(format!(
+            "ip address {ip} is not allocatable: it is marked {MARK_CONFLICT} (a DHCP client \
+             found it in use by another host); remove the mark from the IPPool's status once \
+             the conflict is resolved"
+        )),
         Some(mac) if !same_mac(mac, &nic.mac_address) => {
             Err(format!("ip address {ip} is already allocated to mac {mac}"))
         }

@@ -40,7 +40,7 @@ fn wants(n: u8, addr: &str) -> PoolOp {
         desired: Some(ip(addr)),
         ..match nic(n) {
             PoolOp::Allocate(r) => r,
-            PoolOp::Release { .. } => unreachable!(),
+            PoolOp::Release { .. } | PoolOp::Conflict { .. } => unreachable!(),
         }
     })
 }
@@ -64,6 +64,12 @@ fn summary(outcomes: &[OpOutcome]) -> Vec<String> {
             OpOutcome::Allocated(a) => format!("{}{}", a.ip, if a.new { "*" } else { "" }),
             OpOutcome::Refused(m) => format!("refused: {m}"),
             OpOutcome::Released(r) => format!("released: {r}"),
+            OpOutcome::Conflict(Marked::NotHeld) => "not held".to_owned(),
+            OpOutcome::Conflict(Marked::Marked(None)) => "marked".to_owned(),
+            OpOutcome::Conflict(Marked::Marked(Some(Ok(a)))) => {
+                format!("marked, moved to {}{}", a.ip, if a.new { "*" } else { "" })
+            }
+            OpOutcome::Conflict(Marked::Marked(Some(Err(m)))) => format!("marked, refused: {m}"),
         })
         .collect()
 }
@@ -318,4 +324,151 @@ fn a_batch_is_told_in_one_event_whose_note_fits_the_limit() {
             assert!(note.ends_with(&format!("bench/vm-{:05}", n - 1)), "{note}");
         }
     }
+}
+
+/// `mac(n)` declined `addr`; its NIC (asking for `desired`) is to move.
+fn declined(n: u8, addr: &str, desired: Option<&str>) -> PoolOp {
+    let PoolOp::Allocate(mut nic) = nic(n) else {
+        unreachable!()
+    };
+    nic.desired = desired.map(ip);
+    PoolOp::Conflict {
+        ip: ip(addr),
+        mac: mac(n),
+        nic: Some(nic),
+    }
+}
+
+#[rstest]
+#[case::the_address_becomes_the_mark_and_the_nic_moves_to_the_lowest_free(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}),
+    vec![declined(1, "192.168.48.82", None)],
+    &["marked, moved to 192.168.48.83*"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.83", "aa:aa:aa:aa:aa:01")],
+    (2, 2)
+)]
+#[case::any_spelling_of_the_mac(
+    json!({"192.168.48.82": "AA-AA-AA-AA-AA-01"}),
+    vec![declined(1, "192.168.48.82", None)],
+    &["marked, moved to 192.168.48.83*"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.83", "aa:aa:aa:aa:aa:01")],
+    (2, 2)
+)]
+#[case::another_macs_address_is_left_alone(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:09"}),
+    vec![declined(1, "192.168.48.82", None)],
+    &["not held"],
+    &[("192.168.48.82", "aa:aa:aa:aa:aa:09")],
+    (0, 4)
+)]
+#[case::a_report_handled_before_changes_nothing(
+    json!({"192.168.48.82": "CONFLICT", "192.168.48.83": "aa:aa:aa:aa:aa:01"}),
+    vec![declined(1, "192.168.48.82", None)],
+    &["not held"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.83", "aa:aa:aa:aa:aa:01")],
+    (0, 4)
+)]
+#[case::a_nic_that_asks_for_the_declined_address_gets_none(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}),
+    vec![declined(1, "192.168.48.82", Some("192.168.48.82"))],
+    &["marked, refused: designated ip 192.168.48.82 is already allocated"],
+    &[("192.168.48.82", "CONFLICT")],
+    (1, 3)
+)]
+#[case::a_nic_that_asks_for_another_address_gets_it(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}),
+    vec![declined(1, "192.168.48.82", Some("192.168.48.85"))],
+    &["marked, moved to 192.168.48.85*"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.85", "aa:aa:aa:aa:aa:01")],
+    (2, 2)
+)]
+#[case::no_vmnetcfg_holds_the_mac_the_mark_alone(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}),
+    vec![PoolOp::Conflict { ip: ip("192.168.48.82"), mac: mac(1), nic: None }],
+    &["marked"],
+    &[("192.168.48.82", "CONFLICT")],
+    (1, 3)
+)]
+#[case::a_full_pool_keeps_the_mark_and_refuses_the_nic(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.83": "aa:aa:aa:aa:aa:02",
+           "192.168.48.84": "aa:aa:aa:aa:aa:03", "192.168.48.85": "aa:aa:aa:aa:aa:04"}),
+    vec![declined(1, "192.168.48.82", None)],
+    &["marked, refused: no more ip addresses left in network default/net-48 ipam"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.83", "aa:aa:aa:aa:aa:02"),
+      ("192.168.48.84", "aa:aa:aa:aa:aa:03"), ("192.168.48.85", "aa:aa:aa:aa:aa:04")],
+    (4, 0)
+)]
+#[case::a_later_nic_of_the_batch_never_gets_the_declined_address(
+    json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}),
+    vec![declined(1, "192.168.48.82", None), release(1, "192.168.48.82"), nic(2)],
+    &["marked, moved to 192.168.48.83*", "released: false", "192.168.48.84*"],
+    &[("192.168.48.82", "CONFLICT"), ("192.168.48.83", "aa:aa:aa:aa:aa:01"),
+      ("192.168.48.84", "aa:aa:aa:aa:aa:02")],
+    (3, 1)
+)]
+fn a_declined_address_becomes_the_conflict_mark_and_its_nic_moves(
+    #[case] before: serde_json::Value,
+    #[case] ops: Vec<PoolOp>,
+    #[case] want: &[&str],
+    #[case] after: &[(&str, &str)],
+    #[case] counters: (i64, i64),
+) {
+    let mut p = pool(&before);
+    let mut alloc = Allocator::rebuild(&p).expect("rebuilds");
+    let outcomes = apply(&mut p, &mut alloc, &ops, now());
+    assert_eq!(summary(&outcomes), want);
+    let mut expected: BTreeMap<String, String> = after
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    if any_changed(&outcomes) {
+        // The refresh of a written batch adds the exclusion's mark.
+        expected.insert("192.168.48.81".to_owned(), "EXCLUDED".to_owned());
+    }
+    assert_eq!(allocated(&p), expected);
+    if any_changed(&outcomes) {
+        let v4 = p
+            .status
+            .as_ref()
+            .and_then(|s| s.ipv4.as_ref())
+            .expect("ipv4");
+        assert_eq!((v4.used, v4.available), counters, "the mark counts as used");
+    }
+    // What was written rebuilds to the same allocator: a restart keeps the address out of use.
+    let rebuilt = Allocator::rebuild(&p).expect("rebuilds");
+    assert_eq!(
+        (rebuilt.ipam.used(), rebuilt.ipam.available()),
+        (alloc.ipam.used(), alloc.ipam.available())
+    );
+    assert_eq!(rebuilt.address_of(&mac(1)), alloc.address_of(&mac(1)));
+}
+
+#[test]
+fn once_the_operator_removes_the_mark_the_address_is_free_again() {
+    let mut p = pool(&json!({"192.168.48.82": "aa:aa:aa:aa:aa:01"}));
+    let mut alloc = Allocator::rebuild(&p).expect("rebuilds");
+    apply(
+        &mut p,
+        &mut alloc,
+        &[declined(1, "192.168.48.82", None)],
+        now(),
+    );
+    let mut alloc = Allocator::rebuild(&p).expect("rebuilds");
+    assert_eq!(
+        summary(&apply(&mut p, &mut alloc, &[nic(2)], now())),
+        ["192.168.48.84*"]
+    );
+    // kubectl patch ippool --subresource=status --type=json -p '[{"op":"remove",...}]'
+    p.status
+        .as_mut()
+        .and_then(|s| s.ipv4.as_mut())
+        .expect("ipv4")
+        .allocated
+        .remove("192.168.48.82");
+    let mut alloc = Allocator::rebuild(&p).expect("rebuilds");
+    assert_eq!(alloc.ipam.available(), 2, ".82 and .85");
+    assert_eq!(
+        summary(&apply(&mut p, &mut alloc, &[nic(3)], now())),
+        ["192.168.48.82*"]
+    );
 }

@@ -12,6 +12,7 @@ use vmdhcp_api::consts::{
 };
 
 use super::*;
+use crate::agent_pod::{AgentOptions, NetworkSetup};
 
 const IMAGE: &str = "rancher/harvester-vm-dhcp-agent:v2";
 
@@ -23,6 +24,8 @@ fn settings() -> AgentSettings {
         namespace: "harvester-system".into(),
         service_account: "agent".into(),
         node_grace: Some(Duration::from_secs(300)),
+        agent: AgentOptions::default(),
+        orphan_grace: Some(Duration::from_secs(600)),
     }
 }
 
@@ -402,7 +405,7 @@ fn a_status_that_does_not_rebuild_fails_cache_ready_naming_the_entry() {
 }
 
 #[test]
-fn orphans_are_allocations_no_vmnetcfg_owns_and_are_released() {
+fn orphans_are_allocations_no_vmnetcfg_owns_and_only_decided_ones_are_released() {
     let p = pool(
         &json!({"ipv4": {"allocated": {"192.168.48.82": "aa:aa:aa:aa:aa:01", "192.168.48.83": "AA:AA:AA:AA:AA:02", "192.168.48.81": "EXCLUDED"}, "used": 2, "available": 6}}),
     );
@@ -413,23 +416,42 @@ fn orphans_are_allocations_no_vmnetcfg_owns_and_are_released() {
     }))
     .expect("vmnetcfg");
     let found = orphans(&p, &[Arc::new(cfg)]);
+    let ip = "192.168.48.82".parse::<std::net::Ipv4Addr>().expect("ip");
     assert_eq!(
         found,
-        ["192.168.48.82".parse::<std::net::Ipv4Addr>().expect("ip")]
+        [(ip, "aa:aa:aa:aa:aa:01".to_owned())],
+        "marks are never candidates"
     );
+    let release = |ip: &str, mac: &str| gc::Release {
+        ip: ip.parse().expect("ip"),
+        mac: mac.into(),
+        owner: gc::Owner {
+            vmnetcfg: NamespacedName::new("default", "vm-1"),
+            uid: "uid-1".into(),
+        },
+        gone_since: now(),
+    };
     let plan = plan(
         &p,
         &Observed {
             nad: Some(labelled_nad()),
-            orphans: found.clone(),
+            // The second one changed hands since it was decided: not released.
+            orphans: vec![
+                release("192.168.48.82", "AA-AA-AA-AA-AA-01"),
+                release("192.168.48.83", "aa:aa:aa:aa:aa:09"),
+            ],
             ..Observed::default()
         },
         &settings(),
         now(),
     );
-    assert_eq!(plan.released, found);
+    assert_eq!(
+        plan.released,
+        [release("192.168.48.82", "AA-AA-AA-AA-AA-01")]
+    );
     let v4 = plan.status.ipv4.as_ref().expect("ipv4");
     assert!(!v4.allocated.contains_key("192.168.48.82"));
+    assert!(v4.allocated.contains_key("192.168.48.83"));
     assert_eq!((v4.used, v4.available), (1, 7));
 }
 
@@ -807,8 +829,281 @@ fn every_action_is_asked_once_then_the_plan_settles() {
                 PoolAction::CreatePod(_) => {
                     done.create_pod = Some(Ok(pod("new-uid", IMAGE, false, false)));
                 }
+                PoolAction::ApplyAgentNetwork(_) | PoolAction::DeleteAgentNetwork { .. } => {
+                    done.agent_network = Some(Ok(()));
+                }
             }
         }
     }
     assert_eq!(rounds, 1, "labels and deletion are asked together");
+}
+
+fn node_seen(ready: &str) -> NodeSeen {
+    NodeSeen::Found(Box::new(
+        serde_json::from_value(
+            json!({"metadata": {"name": "node-1"}, "status": {"conditions": [
+            {"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+        )
+        .expect("node"),
+    ))
+}
+
+fn node_lease(renewed: &str) -> Lease {
+    serde_json::from_value(
+        json!({"metadata": {"name": "node-1", "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40, "renewTime": renewed}}),
+    )
+    .expect("lease")
+}
+
+#[test]
+fn a_lost_node_is_fenced_by_its_lease_and_the_replacement_waits_until_the_pod_is_gone() {
+    let p = pool(&with_ref("pod-uid", IMAGE));
+    let on_node = |ready: &str, renewed: &str, terminating: bool| Observed {
+        nad: Some(labelled_nad()),
+        pod: Some(pod("pod-uid", IMAGE, true, terminating)),
+        node: node_seen(ready),
+        node_lease: Some(node_lease(renewed)),
+        ..Observed::default()
+    };
+    // Not ready, but the kubelet renewed its Lease a minute ago: it can stop its Pods itself.
+    let renewing = on_node("Unknown", "2026-01-01T00:59:00.000000Z", false);
+    assert!(plan(&p, &renewing, &settings(), now()).actions.is_empty());
+    // Not ready and the Lease expired 5 min 20 s ago (grace 5 min): fenced.
+    let lost = on_node("Unknown", "2026-01-01T00:54:00.000000Z", false);
+    let force = PoolAction::DeletePod {
+        namespace: "harvester-system".into(),
+        name: "default-net-48-agent".into(),
+        force: true,
+    };
+    assert_eq!(plan(&p, &lost, &settings(), now()).actions, [force]);
+    // Deleted, but the Pod object is still there (a finalizer): no replacement yet.
+    let deleted = Done {
+        delete_pod: Some(Ok(())),
+        ..Done::default()
+    };
+    let same_pass = super::plan(&p, &lost, &settings(), &deleted, now());
+    assert!(same_pass.actions.is_empty(), "{:?}", same_pass.actions);
+    let terminating = on_node("Unknown", "2026-01-01T00:54:00.000000Z", true);
+    let next_pass = super::plan(&p, &terminating, &settings(), &deleted, now());
+    assert!(next_pass.actions.is_empty(), "{:?}", next_pass.actions);
+    assert_eq!(
+        cond(&next_pass, COND_REGISTERED),
+        err("agent pod default-net-48-agent marked for deletion")
+    );
+    // Gone from the API server: the replacement is created.
+    let gone = Observed {
+        nad: Some(labelled_nad()),
+        ..Observed::default()
+    };
+    let [PoolAction::CreatePod(_)] = plan(&p, &gone, &settings(), now()).actions.as_slice() else {
+        panic!("the replacement once the old Pod is gone");
+    };
+    // Off (the default): never fenced, whatever the node says.
+    let mut off = settings();
+    off.node_grace = None;
+    assert!(plan(&p, &lost, &off, now()).actions.is_empty());
+}
+
+fn static_ipam() -> AgentSettings {
+    AgentSettings {
+        agent: AgentOptions {
+            network_setup: NetworkSetup::StaticIpam,
+            ..AgentOptions::default()
+        },
+        ..settings()
+    }
+}
+
+const BRIDGE: &str = r#"{"cniVersion":"0.3.1","name":"net-48","type":"bridge","bridge":"mgmt-br","vlan":48,"ipam":{}}"#;
+
+fn the_copy() -> DynamicObject {
+    agent_pod::agent_network(
+        &NamespacedName::new("default", "net-48"),
+        &NamespacedName::new("default", "net-48"),
+        BRIDGE,
+        "192.168.48.77".parse().expect("ip"),
+        24,
+        "harvester-system",
+    )
+    .expect("copy")
+}
+
+#[test]
+fn static_ipam_writes_the_nad_copy_before_the_pod_that_attaches_it() {
+    let p = pool(&json!(null));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        nad_config: Some(BRIDGE.into()),
+        agent_network: Some(AgentNetworkSeen::Missing),
+        ..Observed::default()
+    };
+    let first = plan(&p, &seen, &static_ipam(), now());
+    let [PoolAction::ApplyAgentNetwork(copy)] = first.actions.as_slice() else {
+        panic!("the copy alone first: {:?}", first.actions);
+    };
+    assert_eq!(**copy, the_copy());
+    let written = Done {
+        agent_network: Some(Ok(())),
+        ..Done::default()
+    };
+    let second = super::plan(&p, &seen, &static_ipam(), &written, now());
+    let [PoolAction::CreatePod(pod)] = second.actions.as_slice() else {
+        panic!("then the Pod: {:?}", second.actions);
+    };
+    assert!(pod.spec.as_ref().expect("spec").init_containers.is_none());
+    assert!(
+        pod.annotations()[vmdhcp_api::consts::ANNOTATION_MULTUS_NETWORKS]
+            .contains(r#""namespace":"harvester-system","name":"default-net-48-agent""#)
+    );
+
+    // Refused: Registered says so, a Warning Event, and no Pod.
+    let refused = Done {
+        agent_network: Some(Err("forbidden".into())),
+        ..Done::default()
+    };
+    let failed = super::plan(&p, &seen, &static_ipam(), &refused, now());
+    assert!(failed.actions.is_empty(), "{:?}", failed.actions);
+    assert_eq!(cond(&failed, COND_REGISTERED), err("forbidden"));
+    assert_eq!(failed.failures[0].reason, REASON_AGENT_NETWORK_FAILED);
+    assert_eq!(
+        failed.failures[0].note,
+        "write network attachment definition harvester-system/default-net-48-agent: forbidden"
+    );
+}
+
+#[test]
+fn static_ipam_keeps_the_copy_in_step_and_refuses_a_nad_that_is_not_cni() {
+    let p = pool(&with_ref("pod-uid", IMAGE));
+    let running = Observed {
+        nad_config: Some(BRIDGE.into()),
+        agent_network: Some(AgentNetworkSeen::Found(Box::new(the_copy()))),
+        ..with_pod(pod("pod-uid", IMAGE, true, false))
+    };
+    let steady = plan(&p, &running, &static_ipam(), now());
+    assert!(steady.actions.is_empty(), "{:?}", steady.actions);
+    assert_eq!(cond(&steady, COND_REGISTERED), ok());
+    assert_eq!(cond(&steady, COND_AGENT_READY), ok());
+
+    // The pool's NAD moved to VLAN 49: the copy follows; the running Pod is left alone.
+    let moved = Observed {
+        nad_config: Some(BRIDGE.replace("48,", "49,")),
+        ..running.clone()
+    };
+    let rewritten = plan(&p, &moved, &static_ipam(), now());
+    let [PoolAction::ApplyAgentNetwork(copy)] = rewritten.actions.as_slice() else {
+        panic!("the copy is rewritten");
+    };
+    assert_eq!(agent_pod::nad_config(copy).expect("config")["vlan"], 49);
+
+    let broken = Observed {
+        nad_config: Some("not json".into()),
+        ..running.clone()
+    };
+    let refused = plan(&p, &broken, &static_ipam(), now());
+    assert!(refused.actions.is_empty());
+    let (status, message) = cond(&refused, COND_REGISTERED);
+    assert_eq!(status, "False");
+    assert!(
+        message.starts_with(
+            "network attachment definition default/net-48: spec.config is not a CNI configuration"
+        ),
+        "{message}"
+    );
+    assert_eq!(refused.failures[0].reason, REASON_AGENT_NETWORK_FAILED);
+
+    // Paused: the copy goes with the agent.
+    let paused_pool = paused(&with_ref("pod-uid", IMAGE));
+    let actions = plan(&paused_pool, &running, &static_ipam(), now()).actions;
+    assert!(
+        actions.contains(&PoolAction::DeleteAgentNetwork {
+            namespace: "harvester-system".into(),
+            name: "default-net-48-agent".into()
+        }),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_restart_never_flips_cache_ready_to_not_initialized() {
+    // Deliberate difference (docs/upstream-compat.md, "Allocator state and restarts"):
+    // upstream's restarted controller writes CacheReady=False/NotInitialized, then True, for
+    // every pool, and vmnetcfgs fail `is not ready` in between. Here the allocator is rebuilt
+    // from the status on every pass: a new process finds CacheReady True and leaves it.
+    let status = json!({
+        "ipv4": {"allocated": {"192.168.48.81": "EXCLUDED", "192.168.48.90": "EXCLUDED"}, "used": 0, "available": 8},
+        "agentPodRef": {"namespace": "harvester-system", "name": "default-net-48-agent", "uid": "pod-uid", "image": IMAGE},
+        "conditions": [{"type": "CacheReady", "status": "True", "lastUpdateTime": "2025-12-01T00:00:00Z"}]});
+    let seen = with_pod(pod("pod-uid", IMAGE, true, false));
+    let fresh = plan(&pool(&status), &seen, &settings(), now());
+    let cache = find(&fresh.status.conditions, COND_CACHE_READY).expect("CacheReady");
+    assert_eq!(
+        (
+            cache.status.as_str(),
+            cache.reason.as_str(),
+            cache.last_update_time.as_str()
+        ),
+        ("True", "", "2025-12-01T00:00:00Z"),
+        "neither flipped nor touched"
+    );
+    // A NotInitialized the Go controller left behind is replaced by the rebuilt answer.
+    let go = json!({"conditions": [{"type": "CacheReady", "status": "False", "reason": "NotInitialized"}]});
+    let taken_over = plan(&pool(&go), &seen, &settings(), now());
+    assert_eq!(cond(&taken_over, COND_CACHE_READY), ok());
+}
+
+#[test]
+fn static_ipam_never_overwrites_or_deletes_a_nad_that_is_not_its_copy() {
+    let mut foreign = the_copy();
+    foreign.metadata.labels = Some(BTreeMap::from([("team".to_owned(), "net".to_owned())]));
+    let seen = Observed {
+        nad: Some(labelled_nad()),
+        nad_config: Some(BRIDGE.into()),
+        agent_network: Some(AgentNetworkSeen::Found(Box::new(foreign))),
+        ..Observed::default()
+    };
+    let refused = plan(&pool(&json!(null)), &seen, &static_ipam(), now());
+    assert!(refused.actions.is_empty(), "{:?}", refused.actions);
+    assert_eq!(
+        cond(&refused, COND_REGISTERED),
+        err(
+            "network attachment definition harvester-system/default-net-48-agent exists and is not the agent's copy (no label network.harvesterhci.io/vm-dhcp-controller=agent-network)"
+        )
+    );
+    let paused = plan(&paused(&json!(null)), &seen, &static_ipam(), now());
+    assert!(
+        !paused
+            .actions
+            .iter()
+            .any(|a| matches!(a, PoolAction::DeleteAgentNetwork { .. })),
+        "{:?}",
+        paused.actions
+    );
+}
+
+#[test]
+fn a_pod_created_in_this_pass_is_recorded_after_the_status_write_conflicted() {
+    // Pass: the old agent is gone, a new one is created, the status write conflicts (the cache
+    // was behind this process's own previous write), the pool is read again: it still names
+    // the old Pod. The new Pod is the one to record, not a UID mismatch to purge.
+    let p = pool(&with_ref("old-uid", IMAGE));
+    let new_pod = pod("new-uid", IMAGE, false, false);
+    let seen = with_pod(new_pod.clone());
+    let done = Done {
+        create_pod: Some(Ok(new_pod)),
+        ..Done::default()
+    };
+    let plan = super::plan(&p, &seen, &settings(), &done, now());
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    assert_eq!(cond(&plan, COND_REGISTERED), ok());
+    assert_eq!(
+        plan.status.agent_pod_ref.as_ref().map(|r| r.uid.as_str()),
+        Some("new-uid")
+    );
+    // Without that creation, a Pod of another UID is a mismatch, as upstream.
+    let stranger = super::plan(&p, &seen, &settings(), &Done::default(), now());
+    assert_eq!(
+        cond(&stranger, COND_REGISTERED),
+        err("agent pod default-net-48-agent uid mismatch")
+    );
 }

@@ -1,18 +1,43 @@
-//! The kube glue of the three reconcilers. Decisions are made by the pure modules
+//! The kube glue of the three reconcilers, and of the address-conflict handler
+//! ([`conflict`]). Decisions are made by the pure modules
 //! ([`crate::pool_plan`], [`crate::alloc`], [`crate::netcfg_plan`], [`crate::kubevirt`]);
 //! these functions read what those need, carry out what they decide, and write statuses with
-//! optimistic concurrency.
+//! optimistic concurrency. Each pass is counted and timed by [`measured`].
 
+pub mod conflict;
 pub mod ippool;
 pub mod vm;
 pub mod vmnetcfg;
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer;
 
 use crate::error::Error;
+use crate::metrics::{Kind, Registry};
+
+/// Runs one reconcile of `kind`, counting it by result and error label and timing it in
+/// `metrics`.
+///
+/// # Errors
+/// The reconcile's own.
+pub async fn measured(
+    kind: Kind,
+    metrics: &Registry,
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let start = Instant::now();
+    let result = reconcile.await;
+    metrics.record_reconcile(
+        kind,
+        start.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
+    result
+}
 
 /// Turns a finalizer helper error into ours.
 pub fn from_finalizer(e: finalizer::Error<Error>) -> Error {

@@ -13,12 +13,18 @@ use vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfig;
 use crate::context::Context;
 use crate::error::{Error, is_status};
 use crate::kubevirt::{VirtualMachine, VmAction, desired_network_configs, vm_action};
+use crate::metrics::Kind;
 
 /// Reconciles one VM.
 ///
 /// # Errors
 /// API errors; the controller requeues.
 pub async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    super::measured(Kind::Vm, &metrics, sync(vm, ctx)).await
+}
+
+async fn sync(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Action, Error> {
     if vm.metadata.deletion_timestamp.is_some() {
         // The vmnetcfg is owned by the VM: the garbage collector deletes it.
         return Ok(Action::await_change());

@@ -13,17 +13,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use vmdhcp_api::MacAddr;
-use vmdhcp_api::consts::{COND_ALLOCATED, COND_CACHE_READY, FINALIZER_VMNETCFG};
+use vmdhcp_api::consts::{COND_CACHE_READY, FINALIZER_VMNETCFG};
 use vmdhcp_api::ippool::IPPool;
-use vmdhcp_api::message::UpstreamError;
 use vmdhcp_api::network::NamespacedName;
 use vmdhcp_api::vmnetcfg::{NetworkConfig, NetworkConfigStatus, VirtualMachineNetworkConfig};
 
 use crate::context::Context;
 use crate::error::{Error, PoolWriteFailure};
-use crate::metrics::NicSeries;
-use crate::netcfg_plan::{self, NicOutcome};
-use crate::pool_batch::{NicRequest, OpOutcome, PoolOp};
+use crate::metrics::Kind;
+use crate::netcfg_plan::{self, Allocation, NicOutcome, NicSeen, PoolSeen};
+use crate::pool_batch::PoolOp;
 
 /// Reconciles one vmnetcfg.
 ///
@@ -33,16 +32,20 @@ pub async fn reconcile(
     cfg: Arc<VirtualMachineNetworkConfig>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let ns = cfg.namespace().unwrap_or_default();
-    let api: Api<VirtualMachineNetworkConfig> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER_VMNETCFG, cfg, |event| async {
-        match event {
-            Event::Apply(cfg) => apply(&cfg, &ctx).await,
-            Event::Cleanup(cfg) => cleanup(&cfg, &ctx).await,
-        }
+    let metrics = ctx.metrics.clone();
+    super::measured(Kind::VmNetCfg, &metrics, async move {
+        let ns = cfg.namespace().unwrap_or_default();
+        let api: Api<VirtualMachineNetworkConfig> = Api::namespaced(ctx.client.clone(), &ns);
+        finalizer(&api, FINALIZER_VMNETCFG, cfg, |event| async {
+            match event {
+                Event::Apply(cfg) => apply(&cfg, &ctx).await,
+                Event::Cleanup(cfg) => cleanup(&cfg, &ctx).await,
+            }
+        })
+        .await
+        .or_else(super::gone)
     })
     .await
-    .or_else(super::gone)
 }
 
 fn key(cfg: &VirtualMachineNetworkConfig) -> String {
@@ -57,6 +60,10 @@ fn wait_for_caches(ctx: &Context) -> Option<Action> {
 }
 
 async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<Action, Error> {
+    // Orphan collection releases only MACs seen in a vmnetcfg (crate::gc).
+    if ctx.settings.orphan_grace.is_some() {
+        ctx.owners.lock().record(cfg);
+    }
     if let Some(wait) = wait_for_caches(ctx) {
         return Ok(wait);
     }
@@ -82,7 +89,7 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<
         cfg.spec
             .network_configs
             .iter()
-            .map(|nic| allocate_nic(&synced, nic, ctx)),
+            .map(|nic| nic_outcome(&synced, nic, ctx)),
     )
     .await;
     for (nic, outcome) in cfg.spec.network_configs.iter().zip(&outcomes) {
@@ -94,31 +101,10 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<
             );
         }
     }
-    let status = netcfg_plan::assemble(&synced, &outcomes, now);
-    ctx.metrics.set_nics(
-        &key(cfg),
-        status
-            .network_configs
-            .iter()
-            .filter(|e| e.state == vmdhcp_api::consts::STATE_ALLOCATED)
-            .map(|e| NicSeries {
-                network: e.network_name.clone(),
-                mac: e.mac_address.clone(),
-                ip: e.allocated_ip_address.clone(),
-                state: e.state.clone(),
-            })
-            .collect(),
-    );
-    // One Warning per new failure, not one per retry.
-    let message = |st: Option<&vmdhcp_api::vmnetcfg::VirtualMachineNetworkConfigStatus>| {
-        st.and_then(|st| vmdhcp_api::condition::find(&st.conditions, COND_ALLOCATED))
-            .filter(|c| !c.is_true())
-            .map(|c| c.message.clone())
-    };
-    let failure =
-        message(Some(&status)).filter(|now| Some(now) != message(cfg.status.as_ref()).as_ref());
-    write_status(cfg, status, ctx).await?;
-    if let Some(note) = failure {
+    let pass = netcfg_plan::finish(cfg, &synced, &outcomes, now);
+    ctx.metrics.set_nics(&key(cfg), pass.series);
+    write_status(cfg, pass.status, ctx).await?;
+    if let Some(note) = pass.warning {
         ctx.event(
             cfg,
             EventType::Warning,
@@ -128,13 +114,8 @@ async fn apply(cfg: &VirtualMachineNetworkConfig, ctx: &Arc<Context>) -> Result<
         )
         .await;
     }
-    let failed = outcomes
-        .iter()
-        .any(|o| matches!(o, NicOutcome::Failed { .. }));
-    // A failing NIC waits for something the pool's gate does not show (an address set free,
-    // a NAD appearing): look again, later after each failure.
     let retry_key = format!("nics:{}", key(cfg));
-    Ok(if failed {
+    Ok(if pass.retry {
         Action::requeue(ctx.backoffs.next(&retry_key))
     } else {
         ctx.backoffs.reset(&retry_key);
@@ -160,92 +141,55 @@ fn pool_for(network: &NamespacedName, ctx: &Context) -> Option<Arc<IPPool>> {
         })
 }
 
-async fn allocate_nic(
+/// One NIC: what its plan needs observed, its plan, and the allocation the plan may ask for.
+async fn nic_outcome(
     cfg: &VirtualMachineNetworkConfig,
     nic: &NetworkConfig,
     ctx: &Arc<Context>,
 ) -> NicOutcome {
-    let failed = |message: String| NicOutcome::Failed {
-        network_name: nic.network_name.clone(),
-        mac_address: nic.mac_address.clone(),
-        message,
-    };
-    let network = match cfg.network_of(nic) {
-        Ok(n) => n,
-        Err(e) => return failed(format!("networkName {:?}: {e}", nic.network_name)),
-    };
-    let mac: MacAddr = match nic.mac() {
-        Ok(m) => m,
-        Err(e) => return failed(format!("macAddress {:?}: {e}", nic.mac_address)),
+    let seen = observe_nic(cfg, nic, ctx).await;
+    match netcfg_plan::plan_nic(cfg, nic, &seen).into_outcome(nic) {
+        Ok(outcome) => outcome,
+        Err(Allocation {
+            namespace,
+            name,
+            request,
+        }) => {
+            let answer = ctx
+                .submit(&namespace, &name, PoolOp::Allocate(request), &key(cfg))
+                .await;
+            netcfg_plan::allocated(nic, answer)
+        }
+    }
+}
+
+/// The pool serving `nic`'s network, whether it is ready, and — for a NIC whose status
+/// records an address — the address the pool as watched holds for its MAC. Nothing is read
+/// for a NIC whose network or MAC does not parse.
+async fn observe_nic(
+    cfg: &VirtualMachineNetworkConfig,
+    nic: &NetworkConfig,
+    ctx: &Context,
+) -> NicSeen {
+    let Ok((network, mac)) = netcfg_plan::nic_target(cfg, nic) else {
+        return NicSeen::default();
     };
     let Some(pool) = pool_for(&network, ctx) else {
-        return NicOutcome::Unmanaged;
+        return NicSeen::default();
     };
-    let (pns, pname) = (pool.namespace().unwrap_or_default(), pool.name_any());
-    if !ready(&pool, ctx).await {
-        return failed(
-            UpstreamError::IpPoolNotReady {
-                namespace: pns,
-                name: pname,
-            }
-            .to_string(),
-        );
-    }
-    let desired = match nic.ip_address.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match s.parse::<Ipv4Addr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                return failed(format!(
-                    "ipAddress {s:?} of mac {} is not an IPv4 address",
-                    nic.mac_address
-                ));
-            }
-        },
+    let ready = ready(&pool, ctx).await;
+    let held = if ready && netcfg_plan::recorded(cfg, nic, &mac).is_some() {
+        ctx.held_address(&pool, &mac)
+    } else {
+        None
     };
-    let previous = cfg
-        .status
-        .iter()
-        .flat_map(|s| &s.network_configs)
-        .find(|e| {
-            e.network_name == nic.network_name
-                && e.mac_address.parse::<MacAddr>().is_ok_and(|m| m == mac)
-        })
-        .and_then(|e| e.allocated_ip_address.parse().ok());
-    // The address the status records, still the MAC's in the pool as watched: nothing to
-    // change, no API call (a restart over thousands of vmnetcfgs writes and reads nothing).
-    // A NIC without one is new, and goes to the writer without looking.
-    if previous.is_some()
-        && let Some(held) = ctx.held_address(&pool, &mac)
-        && previous == Some(held)
-        && desired.is_none_or(|want| want == held)
-    {
-        return NicOutcome::Allocated {
-            network_name: nic.network_name.clone(),
-            mac_address: nic.mac_address.clone(),
-            ip: held,
-        };
-    }
-    let op = PoolOp::Allocate(NicRequest {
-        mac_text: nic.mac_address.clone(),
-        mac,
-        desired,
-        previous,
-    });
-    let result = match ctx.submit(&pns, &pname, op, &key(cfg)).await {
-        Ok(OpOutcome::Allocated(done)) => Ok(done),
-        Ok(OpOutcome::Refused(message)) => Err(message),
-        Ok(other @ OpOutcome::Released(_)) => Err(format!("unexpected outcome {other:?}")),
-        Err(e) => Err(e.condition_message()),
-    };
-    match result {
-        // The pool's writer tells what it allocated, per batch, on the pool.
-        Ok(done) => NicOutcome::Allocated {
-            network_name: nic.network_name.clone(),
-            mac_address: nic.mac_address.clone(),
-            ip: done.ip,
-        },
-        Err(message) => failed(message),
+    NicSeen {
+        pool: Some(PoolSeen {
+            namespace: pool.namespace().unwrap_or_default(),
+            name: pool.name_any(),
+            ready,
+            held,
+        }),
     }
 }
 

@@ -191,6 +191,7 @@ fn with_allocations(p: IPPool) -> IPPool {
 #[case::invalid_new_dns(|p: IPPool| p.with_dns(&["x"]), &["dns server x is not an IPv4 address"])]
 #[case::server_allocated_in_status(|p: IPPool| p.with_allocated("192.168.48.77", "aa:bb:cc:dd:ee:ff"), &["server ip 192.168.48.77 is already occupied"])]
 #[case::server_excluded_in_status(|p: IPPool| p.with_allocated("192.168.48.77", "EXCLUDED"), &["server ip 192.168.48.77 is already occupied"])]
+#[case::server_in_conflict_in_status(|p: IPPool| p.with_allocated("192.168.48.77", "CONFLICT"), &["server ip 192.168.48.77 is already occupied"])]
 #[case::server_reserved_in_status_is_fine(|p: IPPool| p.with_allocated("192.168.48.77", "RESERVED"), &[])]
 fn update(#[case] edit: Edit, #[case] want: &[&str]) {
     let old = with_allocations(base());

@@ -7,7 +7,8 @@ const MAC1: &str = "fa:cf:8e:50:82:fc";
 const MAC2: &str = "fa:cf:8e:50:82:fd";
 const OTHER_MAC: &str = "ca:70:82:e6:84:6e";
 
-/// The README's pool with the documented status, plus a stale `RESERVED` mark at .86.
+/// The README's pool with the documented status, plus a stale `RESERVED` mark at .86 and a
+/// `CONFLICT` mark at .87.
 fn pool() -> IPPool {
     IPPool::test("default", "net-48")
         .with_cidr("192.168.48.0/24")
@@ -18,6 +19,7 @@ fn pool() -> IPPool {
         .with_allocated("192.168.48.81", "EXCLUDED")
         .with_allocated("192.168.48.84", OTHER_MAC)
         .with_allocated("192.168.48.86", "RESERVED")
+        .with_allocated("192.168.48.87", "CONFLICT")
         .with_allocated("192.168.48.90", "EXCLUDED")
 }
 
@@ -107,6 +109,9 @@ type Edit = fn(VirtualMachineNetworkConfig) -> VirtualMachineNetworkConfig;
 #[case::desired_marked_reserved(
     |c: VirtualMachineNetworkConfig| c.with_nic_ip("default/net-48", MAC1, "192.168.48.86"),
     &["ip address 192.168.48.86 is not allocatable"])]
+#[case::desired_in_conflict(
+    |c: VirtualMachineNetworkConfig| c.with_nic_ip("default/net-48", MAC1, "192.168.48.87"),
+    &["ip address 192.168.48.87 is not allocatable: it is marked CONFLICT (a DHCP client found it in use by another host); remove the mark from the IPPool's status once the conflict is resolved"])]
 #[case::desired_taken(
     |c: VirtualMachineNetworkConfig| c.with_nic_ip("default/net-48", MAC1, "192.168.48.84"),
     &["ip address 192.168.48.84 is already allocated to mac ca:70:82:e6:84:6e"])]
