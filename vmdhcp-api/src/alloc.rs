@@ -47,6 +47,28 @@ pub struct Request<'a> {
     pub previous: Option<Ipv4Addr>,
 }
 
+impl<'a> Request<'a> {
+    /// A request for the MAC `mac_text` with no desired and no previous address.
+    ///
+    /// ```
+    /// let req = vmdhcp_api::alloc::Request::new("52-54-00-00-00-01")?;
+    /// assert_eq!(req.mac.to_string(), "52:54:00:00:00:01");
+    /// assert_eq!(req.mac_text, "52-54-00-00-00-01");
+    /// # Ok::<(), vmdhcp_api::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When `mac_text` is not a MAC address (the error names it).
+    pub fn new(mac_text: &'a str) -> Result<Self, crate::Error> {
+        Ok(Self {
+            mac_text,
+            mac: mac_text.parse()?,
+            desired: None,
+            previous: None,
+        })
+    }
+}
+
 /// What [`allocate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allocated {
@@ -199,12 +221,7 @@ mod tests {
     }
 
     fn req(mac: &str) -> Request<'_> {
-        Request {
-            mac_text: mac,
-            mac: mac.parse().expect("mac"),
-            desired: None,
-            previous: None,
-        }
+        Request::new(mac).expect("mac")
     }
 
     fn ip(s: &str) -> Ipv4Addr {

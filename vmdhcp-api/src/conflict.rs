@@ -104,11 +104,15 @@ pub fn agent_event(
     ]);
     Event {
         metadata: ObjectMeta {
-            // Unique per report, as kube's Recorder names Events; names are at most 253 bytes.
+            // Unique per report: the time alone is not (the server stamps a whole receive
+            // batch with one time), so the address and the MAC are part of it. Names are at
+            // most 253 bytes.
             name: Some(format!(
-                "{}.{:x}",
+                "{}.{:x}.{:08x}{}",
                 pool.name.get(..200).unwrap_or(pool.name),
-                now.as_nanosecond()
+                now.as_nanosecond(),
+                u32::from(*ip),
+                mac.to_string().replace(':', "")
             )),
             namespace: Some(pool.namespace.to_owned()),
             annotations: Some(annotations),
@@ -169,7 +173,10 @@ pub fn read(event: &Event) -> Reading {
                 .as_deref()
                 .is_some_and(|v| v.split('/').next() == Some(GROUP))
     });
-    if event.reason.as_deref() != Some(REASON_ADDRESS_CONFLICT) || !about_pool {
+    if event.reason.as_deref() != Some(REASON_ADDRESS_CONFLICT)
+        || !about_pool
+        || event.reporting_controller.as_deref() != Some(AGENT_REPORTING_CONTROLLER)
+    {
         return Reading::NotOurs;
     }
     let annotations = event.metadata.annotations.as_ref();
@@ -194,10 +201,17 @@ pub fn read(event: &Event) -> Reading {
         Ok(mac) => mac,
         Err(e) => return Reading::Unreadable(format!("{ANNOTATION_CONFLICT_MAC} {mac:?}: {e}")),
     };
-    let namespace = regarding
-        .and_then(|r| r.namespace.clone())
-        .or_else(|| event.metadata.namespace.clone())
-        .unwrap_or_default();
+    // An agent reports in the pool's own namespace; an Event elsewhere about a pool is not
+    // one of its reports (whoever may post Events in one namespace must not reach pools of
+    // another).
+    let namespace = event.metadata.namespace.clone().unwrap_or_default();
+    if let Some(theirs) = regarding.and_then(|r| r.namespace.as_deref())
+        && theirs != namespace
+    {
+        return Reading::Unreadable(format!(
+            "an Event in namespace {namespace:?} about an IPPool in namespace {theirs:?}"
+        ));
+    }
     let Some(name) = regarding.and_then(|r| r.name.clone()) else {
         return Reading::Unreadable("regarding an IPPool without a name".into());
     };
@@ -247,7 +261,11 @@ mod tests {
     fn the_agents_event_carries_what_the_api_server_requires() {
         let e = event();
         assert_eq!(e.metadata.namespace.as_deref(), Some("vms"));
-        assert_eq!(e.metadata.name.as_deref(), Some("net.0"));
+        // Time, address and MAC: two reports of one receive batch get two names.
+        assert_eq!(
+            e.metadata.name.as_deref(),
+            Some("net.0.0a000005020000000001")
+        );
         assert_eq!(e.type_.as_deref(), Some("Warning"));
         assert_eq!(
             (e.reason.as_deref(), e.action.as_deref()),
@@ -311,6 +329,19 @@ mod tests {
                 "about a vmnetcfg",
                 |e| e.regarding.as_mut().unwrap().kind = Some("VirtualMachineNetworkConfig".into()),
                 Reading::NotOurs,
+            ),
+            (
+                "reported by someone else",
+                |e| e.reporting_controller = Some("kubectl".into()),
+                Reading::NotOurs,
+            ),
+            (
+                "posted in another namespace than the pool's",
+                |e| e.metadata.namespace = Some("attacker".into()),
+                Reading::Unreadable(
+                    "an Event in namespace \"attacker\" about an IPPool in namespace \"vms\""
+                        .into(),
+                ),
             ),
             (
                 "an IPPool of another group",

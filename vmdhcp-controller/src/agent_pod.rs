@@ -370,13 +370,18 @@ pub fn agent_network(
     })
 }
 
-/// Whether `nad` is one of the controller's copies (by its label): a NAD of someone else's
-/// under the copy's name is neither overwritten nor deleted.
-pub fn is_agent_network(nad: &DynamicObject) -> bool {
+/// Whether `nad` is the controller's copy for `pool` (by its label and its pool annotation): a
+/// NAD of someone else's under the copy's name, or the copy of another pool whose name maps to
+/// the same copy name (`a-b/c` and `a/b-c`), is neither overwritten nor deleted.
+pub fn is_agent_network(nad: &DynamicObject, pool: &NamespacedName) -> bool {
     nad.labels()
         .get(LABEL_VM_DHCP_CONTROLLER)
         .map(String::as_str)
         == Some(LABEL_VALUE_AGENT_NETWORK)
+        && nad
+            .annotations()
+            .get(ANNOTATION_AGENT_NETWORK_POOL)
+            .is_some_and(|p| *p == pool.to_string())
 }
 
 /// The CNI configuration of a NAD (`spec.config`), parsed; `None` when absent or not JSON.

@@ -142,12 +142,7 @@ mod tests {
     }
 
     fn req(mac: &str) -> Request<'_> {
-        Request {
-            mac_text: mac,
-            mac: mac.parse().expect("mac"),
-            desired: None,
-            previous: None,
-        }
+        Request::new(mac).expect("mac")
     }
 
     fn ip(s: &str) -> Ipv4Addr {

@@ -409,7 +409,7 @@ fn pause(
     }
     // The NAD copy goes with the agent; a resumed pool writes it again.
     if let Some(AgentNetworkSeen::Found(copy)) = &seen.agent_network
-        && agent_pod::is_agent_network(copy)
+        && agent_pod::is_agent_network(copy, &NamespacedName::new(ns, name))
     {
         match &done.agent_network {
             None => steps.actions.push(PoolAction::DeleteAgentNetwork {
@@ -606,11 +606,15 @@ fn agent_network(
             );
             return Err(message.clone());
         }
-        Some(AgentNetworkSeen::Found(current)) if !agent_pod::is_agent_network(current) => {
+        Some(AgentNetworkSeen::Found(current))
+            if !agent_pod::is_agent_network(current, &pool_key) =>
+        {
             let message = format!(
-                "network attachment definition {copy} exists and is not the agent's copy (no label {}={})",
+                "network attachment definition {copy} exists and is not the agent's copy for \
+                 ippool {pool_key} (label {}={}, annotation {}={pool_key})",
                 vmdhcp_api::consts::LABEL_VM_DHCP_CONTROLLER,
-                agent_pod::LABEL_VALUE_AGENT_NETWORK
+                agent_pod::LABEL_VALUE_AGENT_NETWORK,
+                agent_pod::ANNOTATION_AGENT_NETWORK_POOL
             );
             steps.failed(REASON_AGENT_NETWORK_FAILED, message.clone());
             return Err(message);

@@ -340,9 +340,11 @@ async fn step(source: &Source, state: State) -> (Option<Result<Event<Pool>, Erro
                         version,
                     },
                 ),
-                None => (Some(Err(Error::NoResourceVersion)), State::Empty),
+                // Back to listing, not to `Empty`: its `Init` is an `Ok` item, which would
+                // reset the caller's retry delay to the minimum on every failed list.
+                None => (Some(Err(Error::NoResourceVersion)), State::Listing),
             },
-            Err(e) => (Some(Err(Error::InitialListFailed(e))), State::Empty),
+            Err(e) => (Some(Err(Error::InitialListFailed(e))), State::Listing),
         },
         State::Listed { mut pools, version } => match pools.pop_front() {
             Some(pool) => (

@@ -1056,29 +1056,38 @@ fn a_restart_never_flips_cache_ready_to_not_initialized() {
 fn static_ipam_never_overwrites_or_deletes_a_nad_that_is_not_its_copy() {
     let mut foreign = the_copy();
     foreign.metadata.labels = Some(BTreeMap::from([("team".to_owned(), "net".to_owned())]));
-    let seen = Observed {
-        nad: Some(labelled_nad()),
-        nad_config: Some(BRIDGE.into()),
-        agent_network: Some(AgentNetworkSeen::Found(Box::new(foreign))),
-        ..Observed::default()
-    };
-    let refused = plan(&pool(&json!(null)), &seen, &static_ipam(), now());
-    assert!(refused.actions.is_empty(), "{:?}", refused.actions);
-    assert_eq!(
-        cond(&refused, COND_REGISTERED),
-        err(
-            "network attachment definition harvester-system/default-net-48-agent exists and is not the agent's copy (no label network.harvesterhci.io/vm-dhcp-controller=agent-network)"
-        )
-    );
-    let paused = plan(&paused(&json!(null)), &seen, &static_ipam(), now());
-    assert!(
-        !paused
-            .actions
-            .iter()
-            .any(|a| matches!(a, PoolAction::DeleteAgentNetwork { .. })),
-        "{:?}",
-        paused.actions
-    );
+    // Pool `default-net/48` maps to the same copy name as `default/net-48`.
+    let mut other_pools = the_copy();
+    other_pools.metadata.annotations = Some(BTreeMap::from([(
+        agent_pod::ANNOTATION_AGENT_NETWORK_POOL.to_owned(),
+        "default-net/48".to_owned(),
+    )]));
+    for (what, found) in [("someone else's", foreign), ("another pool's", other_pools)] {
+        let seen = Observed {
+            nad: Some(labelled_nad()),
+            nad_config: Some(BRIDGE.into()),
+            agent_network: Some(AgentNetworkSeen::Found(Box::new(found))),
+            ..Observed::default()
+        };
+        let refused = plan(&pool(&json!(null)), &seen, &static_ipam(), now());
+        assert!(refused.actions.is_empty(), "{what}: {:?}", refused.actions);
+        assert_eq!(
+            cond(&refused, COND_REGISTERED),
+            err(
+                "network attachment definition harvester-system/default-net-48-agent exists and is not the agent's copy for ippool default/net-48 (label network.harvesterhci.io/vm-dhcp-controller=agent-network, annotation network.harvesterhci.io/agent-network-ippool=default/net-48)"
+            ),
+            "{what}"
+        );
+        let paused = plan(&paused(&json!(null)), &seen, &static_ipam(), now());
+        assert!(
+            !paused
+                .actions
+                .iter()
+                .any(|a| matches!(a, PoolAction::DeleteAgentNetwork { .. })),
+            "{what}: {:?}",
+            paused.actions
+        );
+    }
 }
 
 #[test]

@@ -48,6 +48,11 @@ pub const FIELD_SELECTOR: &str = "reason=AddressConflict";
 /// address). Past it the Event is tried again later.
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
+/// The most `CONFLICT` marks a pool takes: past it, reports are annotated and announced on the
+/// pool but move nothing (DHCPDECLINE is not authenticated; this bounds what a misbehaving or
+/// hostile client can take out of use).
+pub const MAX_CONFLICT_MARKS: usize = 16;
+
 /// What the handler works with: the reconcilers' context, and the way to make a vmnetcfg
 /// reconcile.
 pub struct Conflicts {
@@ -80,6 +85,17 @@ pub enum Step {
     WaitForCaches,
     /// The pool is gone: there is nothing to mark; annotate the Event so.
     PoolGone(NamespacedName),
+    /// The pool holds [`MAX_CONFLICT_MARKS`] marks already: nothing more is taken out of use
+    /// until an operator clears some (a guest that declines every address, or a forged DECLINE
+    /// naming a neighbour's MAC, must not drain the pool); say so on the pool.
+    TooMany {
+        /// The IPPool.
+        pool: NamespacedName,
+        /// The address and the MAC reported.
+        conflict: Conflict,
+        /// How many `CONFLICT` marks the pool holds.
+        marks: usize,
+    },
     /// Mark the conflict in `pool` and move `owner`'s NIC (when a vmnetcfg has that MAC on the
     /// pool's network).
     Mark {
@@ -115,6 +131,17 @@ pub fn decide(
     }) else {
         return Step::PoolGone(pool_ref);
     };
+    let marks = pool
+        .allocated()
+        .filter(|(_, value)| *value == MARK_CONFLICT)
+        .count();
+    if marks >= MAX_CONFLICT_MARKS {
+        return Step::TooMany {
+            pool: pool_ref,
+            conflict,
+            marks,
+        };
+    }
     let owner = pool
         .network()
         .ok()
@@ -231,6 +258,14 @@ pub async fn reconcile(event: Arc<Event>, h: Arc<Conflicts>) -> Result<Action, E
             .await?;
             return Ok(Action::await_change());
         }
+        Step::TooMany {
+            pool,
+            conflict,
+            marks,
+        } => {
+            refuse(&event, ctx, &pool, &conflict, marks).await?;
+            return Ok(Action::await_change());
+        }
         Step::Mark {
             pool,
             conflict,
@@ -262,10 +297,13 @@ pub async fn reconcile(event: Arc<Event>, h: Arc<Conflicts>) -> Result<Action, E
         // The vmnetcfg's status still names the declined address: its reconcile moves it (also
         // when a handler before a restart marked the conflict but did not get this far).
         let stale = owner.recorded == Some(conflict.ip);
+        // Only a mark made now is worth waiting for: when the pool no longer maps the address
+        // to the MAC (moved, or the mark already cleared by an operator), the reconcile reads
+        // whatever the pool says and nothing would ever show up.
+        if matches!(marked, Marked::Marked(_)) && !cache_shows_mark(ctx, &pool, &conflict).await {
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
         if matches!(marked, Marked::Marked(_)) || stale {
-            if !cache_shows_mark(ctx, &pool, &conflict).await {
-                return Ok(Action::requeue(Duration::from_secs(5)));
-            }
             let _ = h.requeue.unbounded_send(
                 ObjectRef::new(&owner.vmnetcfg.name).within(&owner.vmnetcfg.namespace),
             );
@@ -287,6 +325,37 @@ pub async fn reconcile(event: Arc<Event>, h: Arc<Conflicts>) -> Result<Action, E
     }
     annotate(&event, ctx, &handled).await?;
     Ok(Action::await_change())
+}
+
+/// A report past [`MAX_CONFLICT_MARKS`]: said on the pool and on the report, nothing moved.
+async fn refuse(
+    event: &Event,
+    ctx: &Context,
+    pool: &NamespacedName,
+    conflict: &Conflict,
+    marks: usize,
+) -> Result<(), Error> {
+    let note = format!(
+        "address {} declined by mac {} left in use: ippool {pool} holds {marks} addresses \
+         marked {MARK_CONFLICT} already (at most {MAX_CONFLICT_MARKS}); clear the ones that are \
+         resolved",
+        conflict.ip, conflict.mac
+    );
+    tracing::warn!("{note}");
+    if let Some(p) = ctx
+        .pools
+        .get(&ObjectRef::new(&pool.name).within(&pool.namespace))
+    {
+        ctx.fresh_event(
+            p.as_ref(),
+            EventType::Warning,
+            REASON_ADDRESS_CONFLICT,
+            ACTION_REALLOCATE,
+            note.clone(),
+        )
+        .await;
+    }
+    annotate(event, ctx, &note).await
 }
 
 /// Waits until the watch cache's copy of `pool` shows the mark (or the pool is gone), at most

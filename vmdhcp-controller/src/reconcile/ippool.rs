@@ -508,11 +508,17 @@ async fn apply_agent_network(copy: &DynamicObject, ctx: &Context) -> Result<(), 
                 Err(e) => return Err(api_message(&e)),
             }
         };
-        if !agent_pod::is_agent_network(&current) {
+        let pool = copy
+            .annotations()
+            .get(agent_pod::ANNOTATION_AGENT_NETWORK_POOL)
+            .and_then(|p| p.split_once('/'))
+            .map_or_else(
+                || vmdhcp_api::network::NamespacedName::new("", ""),
+                |(ns, name)| vmdhcp_api::network::NamespacedName::new(ns, name),
+            );
+        if !agent_pod::is_agent_network(&current, &pool) {
             return Err(format!(
-                "{namespace}/{name} exists and is not the agent's copy (no label {}={})",
-                vmdhcp_api::consts::LABEL_VM_DHCP_CONTROLLER,
-                agent_pod::LABEL_VALUE_AGENT_NETWORK
+                "{namespace}/{name} exists and is not the agent's copy for ippool {pool}"
             ));
         }
         current.metadata.labels.clone_from(&copy.metadata.labels);
@@ -602,7 +608,7 @@ async fn cleanup(pool: &IPPool, ctx: &Context) -> Result<Action, Error> {
             )],
         };
         match read_agent_network(pool, ctx).await {
-            AgentNetworkSeen::Found(found) if agent_pod::is_agent_network(&found) => {
+            AgentNetworkSeen::Found(found) if agent_pod::is_agent_network(&found, &key) => {
                 delete_agent_network(&ctx.settings.namespace, &copy, ctx)
                     .await
                     .map_err(failed)?;

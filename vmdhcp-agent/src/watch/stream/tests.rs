@@ -388,11 +388,11 @@ async fn a_410_lists_again_and_other_errors_retry_where_they_were() {
         h.next().await,
         Err(Error::InitialListFailed(kube::Error::Api(s))) if s.code == 403
     ));
-    assert!(matches!(h.next().await, Ok(Event::Init)));
+    // No second `Init` (an `Ok` item, which would reset the caller's retry delay): the list is
+    // simply asked for again.
     let (_, send) = h.expect(false).await;
     send.send_response(list(None, &[]));
     assert!(matches!(h.next().await, Err(Error::NoResourceVersion)));
-    assert!(matches!(h.next().await, Ok(Event::Init)));
     let (_, send) = h.expect(false).await;
     send.send_response(list(Some("20"), &[]));
     assert!(matches!(h.next().await, Ok(Event::InitDone)));

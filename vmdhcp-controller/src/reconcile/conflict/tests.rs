@@ -104,6 +104,30 @@ fn about_a_vmnetcfg(e: &mut Event) {
     clippy::ptr_arg,
     reason = "an EditPools, as the cases that remove a pool"
 )]
+fn full_of_marks(p: &mut Vec<Arc<IPPool>>) {
+    let mut net = IPPool::test("vms", "net");
+    for i in 0..MAX_CONFLICT_MARKS {
+        net = net.with_allocated(&format!("10.0.1.{i}"), MARK_CONFLICT);
+    }
+    p[0] = Arc::new(net);
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "an EditPools, as the cases that remove a pool"
+)]
+fn one_mark_short(p: &mut Vec<Arc<IPPool>>) {
+    let mut net = IPPool::test("vms", "net");
+    for i in 1..MAX_CONFLICT_MARKS {
+        net = net.with_allocated(&format!("10.0.1.{i}"), MARK_CONFLICT);
+    }
+    p[0] = Arc::new(net);
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "an EditPools, as the cases that remove a pool"
+)]
 fn pool_deleting(p: &mut Vec<Arc<IPPool>>) {
     let mut net = IPPool::test("vms", "net");
     net.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
@@ -146,6 +170,18 @@ fn pool_deleting(p: &mut Vec<Arc<IPPool>>) {
     vec![deleting(cfg("vm-a").with_nic("vms/net", MAC))],
     true,
     mark(None),
+)]
+#[case::a_pool_full_of_marks_takes_no_more(
+    as_posted, full_of_marks, vec![cfg("vm-a").with_nic("vms/net", MAC)], true,
+    Step::TooMany {
+        pool: NamespacedName::new("vms", "net"),
+        conflict: Conflict { ip: ip("10.0.0.5"), mac: mac() },
+        marks: MAX_CONFLICT_MARKS,
+    },
+)]
+#[case::one_mark_short_of_the_limit_still_moves(
+    as_posted, one_mark_short, vec![cfg("vm-a").with_nic("vms/net", MAC)], true,
+    mark(Some(owner("vm-a", MAC, None, None))),
 )]
 #[case::handled_already(handled, as_listed, vec![], true, Step::Ignore)]
 #[case::the_controllers_own_event_on_a_vmnetcfg(about_a_vmnetcfg, as_listed, vec![], true, Step::Ignore)]
