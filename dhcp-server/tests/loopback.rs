@@ -6,7 +6,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{Client, Harness, LEASED, MAC, SERVER_ID, config, msg_type};
+use common::{Client, Harness, LEASED, MAC, SERVER_ID, config, counter, msg_type};
 use dhcp_server::metrics::{
     EVENTS_DROPPED_TOTAL, EVENTS_TOTAL, IGNORED_TOTAL, RECEIVED_TOTAL, SENT_TOTAL,
 };
@@ -15,9 +15,7 @@ use dhcp_server::{
     StaticLeases,
 };
 use dhcproto::v4::{DhcpOption, MessageType, OptionCode};
-use metrics::{SharedString, Unit};
-use metrics_util::CompositeKey;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebuggingRecorder;
 
 fn leases() -> StaticLeases {
     [(MacAddr::new(MAC), Lease::new(LEASED))]
@@ -257,25 +255,6 @@ async fn dynamic_pool_over_the_wire() {
     assert_eq!(msg_type(&ack), MessageType::Ack);
     let pool = h.stop().await;
     assert_eq!(pool.bound().map(|(a, _)| a).collect::<Vec<_>>(), vec![addr]);
-}
-
-type Snapshot = Vec<(CompositeKey, Option<Unit>, Option<SharedString>, DebugValue)>;
-
-/// One counter of a snapshot (taking a snapshot resets the debugging recorder's counters, so
-/// tests take one and read it several times).
-fn counter(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
-    let (.., value) = snapshot
-        .iter()
-        .find(|(key, ..)| {
-            let key = key.key();
-            key.name() == name
-                && label.is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
-        })
-        .unwrap_or_else(|| panic!("no series {name} {label:?}"));
-    match value {
-        DebugValue::Counter(c) => *c,
-        other => panic!("{name} is not a counter: {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -8,42 +8,18 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime};
 
-use common::{Client, Harness, LEASED, MAC, SERVER_ID, config, msg_type};
+use common::{Client, Harness, LEASED, MAC, SERVER_ID, config, counter, msg_type};
 use dhcp_server::metrics::{
     EVENTS_TOTAL, IGNORED_TOTAL, OPTIONS_SKIPPED_TOTAL, SEND_ERRORS_TOTAL, SENT_TOTAL,
 };
 use dhcp_server::{EventKind, IgnoreReason, Lease, MacAddr, Metrics, StaticLeases};
 use dhcproto::v4::{DhcpOption, Encodable, Encoder, MessageType};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 
 fn leases() -> StaticLeases {
     [(MacAddr::new(MAC), Lease::new(LEASED))]
         .into_iter()
         .collect()
-}
-
-type Snapshot = Vec<(
-    metrics_util::CompositeKey,
-    Option<metrics::Unit>,
-    Option<metrics::SharedString>,
-    DebugValue,
-)>;
-
-/// One counter of a snapshot (a snapshot resets the debugging recorder's counters: take one,
-/// read it several times).
-fn counter(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
-    let (.., value) = snapshot
-        .iter()
-        .find(|(key, ..)| {
-            let key = key.key();
-            key.name() == name
-                && label.is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
-        })
-        .unwrap_or_else(|| panic!("no series {name} {label:?}"));
-    match value {
-        DebugValue::Counter(c) => *c,
-        other => panic!("{name} is not a counter: {other:?}"),
-    }
 }
 
 fn recorded() -> (Metrics, Snapshotter) {

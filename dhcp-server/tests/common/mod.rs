@@ -189,3 +189,28 @@ impl<L: LeaseSource + Send + 'static> Harness<L> {
             .expect("run returned Ok")
     }
 }
+
+/// What the debugging metrics recorder's snapshot holds.
+pub type Snapshot = Vec<(
+    metrics_util::CompositeKey,
+    Option<metrics::Unit>,
+    Option<metrics::SharedString>,
+    metrics_util::debugging::DebugValue,
+)>;
+
+/// One counter of a snapshot (taking a snapshot resets the debugging recorder's counters, so
+/// tests take one and read it several times).
+pub fn counter(snapshot: &Snapshot, name: &str, label: Option<(&str, &str)>) -> u64 {
+    let (.., value) = snapshot
+        .iter()
+        .find(|(key, ..)| {
+            let key = key.key();
+            key.name() == name
+                && label.is_none_or(|(k, v)| key.labels().any(|l| l.key() == k && l.value() == v))
+        })
+        .unwrap_or_else(|| panic!("no series {name} {label:?}"));
+    match value {
+        metrics_util::debugging::DebugValue::Counter(c) => *c,
+        other => panic!("{name} is not a counter: {other:?}"),
+    }
+}
