@@ -321,13 +321,7 @@ impl Context {
                 action,
                 pool_batch::event_note(is_release, &key, &items),
             );
-            let events: Api<k8s_openapi::api::events::v1::Event> =
-                Api::namespaced(self.client.clone(), &pool.namespace().unwrap_or_default());
-            tokio::spawn(async move {
-                if let Err(e) = events.create(&PostParams::default(), &event).await {
-                    tracing::debug!("could not publish event {reason}: {e}");
-                }
-            });
+            tokio::spawn(self.publish(event));
         }
     }
 
@@ -341,11 +335,25 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = self.new_event(obj, type_, reason, action, note);
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &obj.namespace().unwrap_or_default());
-        if let Err(e) = events.create(&PostParams::default(), &event).await {
-            tracing::debug!("could not publish event {reason}: {e}");
+        self.publish(self.new_event(obj, type_, reason, action, note))
+            .await;
+    }
+
+    /// Creates `event` in its namespace; a failure is logged, never fatal. The future owns what
+    /// it needs, so a writer can spawn it and go on with the next batch.
+    fn publish(
+        &self,
+        event: k8s_openapi::api::events::v1::Event,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(
+            self.client.clone(),
+            event.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        async move {
+            if let Err(e) = events.create(&PostParams::default(), &event).await {
+                let reason = event.reason.as_deref().unwrap_or_default();
+                tracing::debug!("could not publish event {reason}: {e}");
+            }
         }
     }
 
